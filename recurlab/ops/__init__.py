@@ -7,5 +7,6 @@ final one, and has a one-token step form for decoding.
 
 from .backends import BACKENDS, available_backends
 from .diag_scan import diag_scan, diag_step
+from .gla import gla, gla_step
 
-__all__ = ["BACKENDS", "available_backends", "diag_scan", "diag_step"]
+__all__ = ["BACKENDS", "available_backends", "diag_scan", "diag_step", "gla", "gla_step"]

@@ -1,0 +1,269 @@
+"""Gated linear attention: a matrix-state gated linear recurrence.
+
+    S_t = diag(alpha_t) S_{t-1} + k_t v_t^T,      o_t = scale * S_t^T q_t,
+
+with alpha_t = exp(log_alpha_t) in (0, 1]^K (Yang et al. 2023, "Gated Linear
+Attention Transformers with Hardware-Efficient Training", eqs. 1-3). One decay
+per head (log_alpha of shape (B, T, H, 1)) gives RetNet / Mamba-2 style decay.
+
+Backends (``backend=``):
+
+- ``reference``: the recurrence step by step; the ground truth of the tests.
+- ``chunk``: the chunkwise form of Yang et al. (sec. 4). The sequence is cut into
+  chunks of 64; with G_t the in-chunk cumulative sum of log_alpha,
+    * inter-chunk: o_t += (q_t * exp(G_t)) S_in, and the chunk states
+      S_out = exp(G_C) * S_in + sum_s (k_s * exp(G_C - G_s)) v_s^T are passed from
+      chunk to chunk by :func:`diag_scan` (exponents <= 0, always safe);
+    * intra-chunk ("secondary chunking", sub-chunks of 16): between sub-chunks
+      i > j the decay is split at r, the last step of sub-chunk j, into
+      (q_t * exp(G_t - G_r)) . (k_s * exp(G_r - G_s)), both exponents <= 0, so one
+      matmul per pair never overflows however strong the decay; inside a
+      sub-chunk the exact factor exp(G_t - G_s), t >= s, is formed element-wise
+      (recomputed in the backward rather than stored). When no chunk decays by
+      more than e^-20 in any channel (the usual case: GLA's gates decay by
+      e^-0.04..e^-0.3 per step) the intra-chunk scores take the direct form
+      (q_t * exp(G_t)) . (k_s * exp(-G_s)), one matmul per chunk, with both
+      factors within [e^-20, e^20] (relative error of the product < 3e-6).
+  Short decays are summed from their own start (never as a difference of long
+  cumulative sums), so gradients with respect to log_alpha stay accurate when
+  the decay is strong. Everything runs in float32 (float64 for float64
+  inputs); gradients come from autograd.
+- ``auto``: ``chunk``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from . import _checks
+from .backends import resolve
+from .diag_scan import diag_scan
+
+CHUNK_SIZE = 64
+SUB_CHUNK_SIZE = 16
+# Chunks whose total decay stays under this (in every channel) take the direct
+# intra-chunk form exp(G_t) * exp(-G_s); stronger decay takes secondary chunking.
+DIRECT_MAX_DECAY = 20.0
+
+
+def gla(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    log_alpha: torch.Tensor,
+    *,
+    scale: float | None = None,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = True,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Gated linear attention over a whole sequence.
+
+    Args:
+        q, k: (B, T, H, K) queries and keys.
+        v: (B, T, H, V) values, same dtype as q and k.
+        log_alpha: (B, T, H, K) key-wise or (B, T, H, 1) head-wise log decay;
+            finite and <= 0; any floating dtype.
+        scale: output scale; K ** -0.5 if None.
+        initial_state: (B, H, K, V) state to start from; zeros if None.
+        output_final_state: return the final state (else None).
+        backend: "auto", "reference" or "chunk".
+
+    Returns:
+        o: (B, T, H, V) in the dtype of v.
+        S_last: (B, H, K, V) float32 (float64 for float64 inputs), or None.
+    """
+    B, T, H, K, V = _check_inputs(q, k, v, log_alpha, initial_state, time_axis=True)
+    name = resolve("gla", backend, q.device)
+    scale = K**-0.5 if scale is None else float(scale)
+    acc = _checks.accumulation_dtype(v.dtype)
+    if T == 0:
+        state = initial_state.to(acc) if initial_state is not None else q.new_zeros(B, H, K, V, dtype=acc)
+        return v.new_empty(B, 0, H, V), state if output_final_state else None
+    _checks.check_log_gate("log_alpha", log_alpha)
+    args = [x.to(acc) for x in (q, k, v, log_alpha)]
+    state = None if initial_state is None else initial_state.to(acc)
+    if name == "reference":
+        o, state = _gla_reference(*args, scale, state)
+    else:
+        o, state = _gla_chunk(*args, scale, state)
+    return o.to(v.dtype), state if output_final_state else None
+
+
+def gla_step(
+    q_t: torch.Tensor,
+    k_t: torch.Tensor,
+    v_t: torch.Tensor,
+    log_alpha_t: torch.Tensor,
+    state: torch.Tensor | None = None,
+    *,
+    scale: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token of :func:`gla`: q_t, k_t (B, H, K), v_t (B, H, V), log_alpha_t
+    (B, H, K) or (B, H, 1), state (B, H, K, V). Returns (o_t (B, H, V), new state)."""
+    B, _, H, K, V = _check_inputs(q_t, k_t, v_t, log_alpha_t, state, time_axis=False)
+    _checks.check_log_gate("log_alpha_t", log_alpha_t)
+    scale = K**-0.5 if scale is None else float(scale)
+    acc = _checks.accumulation_dtype(v_t.dtype)
+    q_t, k_t, v_t, log_alpha_t = (x.to(acc) for x in (q_t, k_t, v_t, log_alpha_t))
+    new_state = k_t.unsqueeze(-1) * v_t.unsqueeze(-2)
+    if state is not None:
+        new_state = torch.exp(log_alpha_t).unsqueeze(-1) * state.to(acc) + new_state
+    o_t = scale * torch.einsum("bhk,bhkv->bhv", q_t, new_state)
+    return o_t.to(v_t.dtype), new_state
+
+
+def _check_inputs(q, k, v, log_alpha, state, *, time_axis: bool):
+    t = "T, " if time_axis else ""
+    rank = 4 if time_axis else 3
+    sfx = "" if time_axis else "_t"
+    _checks.check_tensor(f"q{sfx}", q, ranks=(rank,), layout=f"(B, {t}H, K)")
+    _checks.check_tensor(f"k{sfx}", k, ranks=(rank,), layout=f"(B, {t}H, K)")
+    _checks.check_tensor(f"v{sfx}", v, ranks=(rank,), layout=f"(B, {t}H, V)")
+    _checks.check_tensor(f"log_alpha{sfx}", log_alpha, ranks=(rank,), layout=f"(B, {t}H, K) or (B, {t}H, 1)")
+    _checks.check_shape(f"k{sfx}", k, q.shape, f"(B, {t}H, K) like q{sfx}")
+    lead = tuple(q.shape[:-1])
+    _checks.check_shape(f"v{sfx}", v, (*lead, v.shape[-1]), f"(B, {t}H, V) with (B, {t}H) of q{sfx}")
+    if log_alpha.shape[-1] != 1:
+        _checks.check_shape(f"log_alpha{sfx}", log_alpha, q.shape, f"(B, {t}H, K) like q{sfx} (or last dim 1)")
+    else:
+        _checks.check_shape(f"log_alpha{sfx}", log_alpha, (*lead, 1), f"(B, {t}H, 1) (or (B, {t}H, K) like q{sfx})")
+    for name, x in ((f"k{sfx}", k), (f"v{sfx}", v)):
+        _checks.check_same_dtype(name, x, f"q{sfx}", q)
+    for name, x in ((f"k{sfx}", k), (f"v{sfx}", v), (f"log_alpha{sfx}", log_alpha)):
+        _checks.check_same_device(name, x, f"q{sfx}", q)
+    B, H, K, V = q.shape[0], q.shape[-2], q.shape[-1], v.shape[-1]
+    T = q.shape[1] if time_axis else 1
+    if state is not None:
+        name = "initial_state" if time_axis else "state"
+        _checks.check_tensor(name, state, ranks=(4,), layout="(B, H, K, V)")
+        _checks.check_shape(name, state, (B, H, K, V), "(B, H, K, V)")
+        _checks.check_same_device(name, state, f"q{sfx}", q)
+    return B, T, H, K, V
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def _gla_reference(q, k, v, log_alpha, scale, state):
+    B, T, H, K = q.shape
+    S = state if state is not None else q.new_zeros(B, H, K, v.shape[-1])
+    outputs = []
+    for q_t, k_t, v_t, g_t in zip(q.unbind(1), k.unbind(1), v.unbind(1), log_alpha.unbind(1)):
+        S = torch.exp(g_t).unsqueeze(-1) * S + k_t.unsqueeze(-1) * v_t.unsqueeze(-2)
+        outputs.append(scale * torch.einsum("bhk,bhkv->bhv", q_t, S))
+    return torch.stack(outputs, 1), S
+
+
+# --------------------------------------------------------------------------- chunk
+
+
+def _gla_chunk(q, k, v, log_alpha, scale, state):
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    c = SUB_CHUNK_SIZE
+    C = min(CHUNK_SIZE, -(-T // c) * c)  # chunk length, a multiple of the sub-chunk
+    pad = (-T) % C
+    # (B, H, T, *) layout for matmuls; padded steps have q = k = v = 0 and alpha = 1
+    q, k, v, log_alpha = (F.pad(x.transpose(1, 2), (0, 0, 0, pad)) for x in (q, k, v, log_alpha))
+    N = (T + pad) // C
+    q, k, v, log_alpha = (x.reshape(B, H, N, C, x.shape[-1]) for x in (q, k, v, log_alpha))
+    G = torch.cumsum(log_alpha, dim=3)  # (B, H, N, C, K or 1): log decay from chunk start to t
+    G_end = G[:, :, :, -1]  # (B, H, N, K or 1): log decay over the whole chunk
+
+    # inter-chunk: what each chunk adds to the state, then the states passed between chunks
+    k_to_end = k * torch.exp(_exclusive_suffix_sum(log_alpha, dim=3))  # k_s * exp(G_end - G_s)
+    U = k_to_end.transpose(-1, -2) @ v  # (B, H, N, K, V)
+    chunk_decay = G_end.unsqueeze(-1).expand(B, H, N, K, V)
+    states, S_last = diag_scan(
+        chunk_decay.permute(0, 2, 1, 3, 4).reshape(B, N, H * K, V),
+        U.permute(0, 2, 1, 3, 4).reshape(B, N, H * K, V),
+        None if state is None else state.reshape(B, H * K, V),
+    )
+    states = states.reshape(B, N, H, K, V).permute(0, 2, 1, 3, 4)
+    first = state.unsqueeze(2) if state is not None else states.new_zeros(B, H, 1, K, V)
+    S_in = torch.cat([first, states[:, :, :-1]], 2)  # state entering each chunk
+    q_decayed = q * torch.exp(G)
+    o = q_decayed @ S_in
+
+    # intra-chunk scores A[t, s] = sum_k q_t k_s exp(G_t - G_s), s <= t
+    if log_alpha.shape[-1] == 1:  # head-wise decay: the exact C x C decay matrix is cheap
+        A = (q @ k.transpose(-1, -2)) * torch.exp(_pairwise_log_decay(log_alpha).squeeze(-1))
+    elif _max_chunk_decay(G_end) <= DIRECT_MAX_DECAY:
+        # exp(G_t - G_s) = exp(G_t) * exp(-G_s), neither factor outside [e^-D, e^D]
+        causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
+        A = (q_decayed @ (k * torch.exp(-G)).transpose(-1, -2)).masked_fill(~causal, 0.0)
+    elif torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, log_alpha)):
+        A = checkpoint(_secondary_chunk_scores, q, k, log_alpha, use_reentrant=False)
+    else:
+        A = _secondary_chunk_scores(q, k, log_alpha)
+    o = scale * (o + A @ v)
+    o = o.reshape(B, H, N * C, V)[:, :, :T].transpose(1, 2)
+    return o, S_last.reshape(B, H, K, V)
+
+
+def _max_chunk_decay(G_end: torch.Tensor) -> float:
+    """The largest total decay -G_end over any chunk and channel (one reduction)."""
+    return float(-G_end.detach().min()) if G_end.numel() else 0.0
+
+
+def _exclusive_suffix_sum(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """out_t = sum_{u > t} x_u along ``dim``, summed from the end (no large-minus-large)."""
+    suffix = torch.flip(torch.cumsum(torch.flip(x, [dim]), dim), [dim])
+    return torch.cat([suffix.narrow(dim, 1, x.shape[dim] - 1), torch.zeros_like(suffix.narrow(dim, 0, 1))], dim)
+
+
+def _exclusive_prefix_sum(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """out_t = sum_{u < t} x_u along ``dim``."""
+    prefix = torch.cumsum(x, dim)
+    return torch.cat([torch.zeros_like(prefix.narrow(dim, 0, 1)), prefix.narrow(dim, 0, x.shape[dim] - 1)], dim)
+
+
+def _pairwise_log_decay(log_alpha: torch.Tensor) -> torch.Tensor:
+    """E[t, s] = sum_{s < u <= t} log_alpha_u for s <= t, -inf above: (..., L, Kg) -> (..., L, L, Kg).
+
+    Each entry is summed from its own start s (a cumulative sum down the
+    column), so short decays keep full relative precision and the diagonal
+    (E = 0) carries no gradient, where a difference G_t - G_s of long
+    cumulative sums would lose digits and cancel.
+    """
+    L = log_alpha.shape[-2]
+    below = torch.ones(L, L, dtype=torch.bool, device=log_alpha.device).tril(-1).unsqueeze(-1)  # t > s
+    steps = torch.where(below, log_alpha.unsqueeze(-2), 0.0)  # steps[t, s] = log_alpha_t if t > s
+    upper = torch.ones(L, L, dtype=torch.bool, device=log_alpha.device).triu(1).unsqueeze(-1)  # t < s
+    return torch.cumsum(steps, dim=-3).masked_fill(upper, float("-inf"))
+
+
+def _secondary_chunk_scores(q, k, log_alpha):
+    """A[t, s] = sum_k q_t k_s exp(G_t - G_s), s <= t, by secondary chunking: (..., C, K) -> (..., C, C).
+
+    With sub-chunks i (rows) and j (columns), i > j, the decay from s to t is
+    split at r_j, the last step of sub-chunk j: exp(G_t - G_r) * exp(G_r - G_s),
+    both <= 1; the exponents are summed locally (within sub-chunks, plus whole
+    sub-chunk totals between i and j). Inside a sub-chunk the exact factor is
+    formed element-wise.
+    """
+    *lead, C, K = q.shape
+    c = SUB_CHUNK_SIZE
+    n = C // c
+    qs, ks = q.reshape(*lead, n, c, K), k.reshape(*lead, n, c, K)
+    gs = log_alpha.reshape(*lead, n, c, log_alpha.shape[-1])
+    within = torch.cumsum(gs, -2)  # decay from the start of its sub-chunk to t (inclusive)
+    totals = within[..., -1, :]  # (..., n, K): decay over each sub-chunk
+    before = _exclusive_prefix_sum(totals, -2)  # decay over the sub-chunks before i
+    through = torch.cumsum(totals, -2)  # decay over sub-chunks 0..j
+    # G_t - G_{r_j} for t in sub-chunk i > j: within_i(t) + (before_i - through_j)
+    between = before.unsqueeze(-3) - through.unsqueeze(-2)  # (..., n_j, n_i, K)
+    q_log = within.unsqueeze(-4) + between.unsqueeze(-2)  # (..., n_j, n_i, c, K)
+    later = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1).view(n, n, 1, 1)  # i > j
+    q_dec = qs.unsqueeze(-4) * torch.exp(q_log.masked_fill(~later, float("-inf")))
+    k_dec = ks * torch.exp(_exclusive_suffix_sum(gs, -2))  # k_s * exp(G_{r_j} - G_s)
+    A = q_dec.reshape(*lead, n, C, K) @ k_dec.transpose(-1, -2)  # (..., n_j, C, c)
+    A = A.movedim(-3, -2)  # (..., C, n_j, c): A[t, j, s] is the score of (t, j * c + s)
+    decay = torch.exp(_pairwise_log_decay(gs))  # (..., n, c, c, K)
+    diag = (qs.unsqueeze(-2) * ks.unsqueeze(-3) * decay).sum(-1)  # (..., n, c, c)
+    on_diagonal = torch.eye(n, dtype=A.dtype, device=A.device).view(n, 1, n, 1)
+    A = A.reshape(*lead, n, c, n, c) + diag.unsqueeze(-2) * on_diagonal
+    return A.reshape(*lead, C, C)
