@@ -8,5 +8,21 @@ final one, and has a one-token step form for decoding.
 from .backends import BACKENDS, available_backends
 from .diag_scan import diag_scan, diag_step
 from .gla import gla, gla_step
+from .conv import causal_conv1d, causal_conv1d_step, long_conv, long_conv_step
+from .attention import KVCache, attention, attention_step
 
-__all__ = ["BACKENDS", "available_backends", "diag_scan", "diag_step", "gla", "gla_step"]
+__all__ = [
+    "BACKENDS",
+    "KVCache",
+    "attention",
+    "attention_step",
+    "available_backends",
+    "causal_conv1d",
+    "causal_conv1d_step",
+    "diag_scan",
+    "diag_step",
+    "gla",
+    "gla_step",
+    "long_conv",
+    "long_conv_step",
+]

@@ -15,7 +15,7 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def fmt_shape(shape: Sequence[int]) -> str:
-    return "(" + ", ".join(str(int(s)) for s in shape) + ")"
+    return str(tuple(int(s) for s in shape))
 
 
 def check_tensor(name: str, x, *, ranks: Sequence[int], layout: str, floating: bool = True) -> None:

@@ -1,0 +1,212 @@
+"""Causal softmax attention with an optional sliding window and a KV cache.
+
+The quality baseline every efficient unit is measured against (Vaswani et al.
+2017), with the sliding-window variant used by Samba, SambaY and Liger. The
+``sdpa`` backend runs torch's fused ``scaled_dot_product_attention``;
+``reference`` spells the softmax out and is the ground truth of the tests.
+
+State is a :class:`KVCache`. Unlike the recurrent ops' states it grows with the
+sequence (up to ``window - 1`` tokens for sliding-window attention), which is the
+cost recurrent units avoid. For fast decoding the cache is a preallocated
+buffer that grows geometrically and is updated in place: ``attention`` returns
+the same object it was given, with the new keys and values appended.
+"""
+
+from __future__ import annotations
+
+
+import torch
+import torch.nn.functional as F
+
+from . import _checks
+from .backends import resolve
+
+
+class KVCache:
+    """Keys and values seen so far, (B, S, H_kv, Dh) each, and the absolute position.
+
+    Attributes:
+        offset: number of tokens processed so far (the position of the next token).
+        window: if set, only the last ``window - 1`` keys are kept.
+    """
+
+    def __init__(self, window: int | None = None):
+        if window is not None and window < 1:
+            raise ValueError(f"window must be a positive number of tokens, got {window}")
+        self.window = window
+        self.offset = 0
+        self.length = 0
+        self._k: torch.Tensor | None = None
+        self._v: torch.Tensor | None = None
+        self._owned = False  # True when the buffers are ours to write in place
+
+    @property
+    def keys(self) -> torch.Tensor | None:
+        return None if self._k is None else self._k[:, : self.length]
+
+    @property
+    def values(self) -> torch.Tensor | None:
+        return None if self._v is None else self._v[:, : self.length]
+
+    def nbytes(self) -> int:
+        """Memory held by the buffers (capacity, not just length)."""
+        return sum(t.numel() * t.element_size() for t in (self._k, self._v) if t is not None)
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Add (B, T, H_kv, Dh) keys and values after those already held."""
+        if self._k is not None:
+            self._check_compatible(k, v)
+        needs_graph = k.requires_grad or v.requires_grad or (self._k is not None and self._k.requires_grad)
+        if torch.is_grad_enabled() and needs_graph:
+            # keep autograd's view of earlier keys intact: new tensors, never in-place writes
+            self._k = k if self._k is None else torch.cat([self.keys, k], 1)
+            self._v = v if self._v is None else torch.cat([self.values, v], 1)
+            self.length = self._k.shape[1]
+            self._owned = False
+        else:
+            needed = self.length + k.shape[1]
+            if self._k is None or not self._owned or needed > self._k.shape[1]:
+                # a buffer of our own, grown geometrically: amortised O(1) per token
+                capacity = max(needed, 16, 2 * self.length)
+                self._k = self._reallocate(self._k, k, capacity)
+                self._v = self._reallocate(self._v, v, capacity)
+                self._owned = True
+            self._k[:, self.length : needed] = k
+            self._v[:, self.length : needed] = v
+            self.length = needed
+        self.offset += k.shape[1]
+
+    def trim_to_window(self) -> None:
+        """Keep only the ``window - 1`` most recent keys (those a next query can see)."""
+        if self.window is None or self.length <= self.window - 1:
+            return
+        keep = self.window - 1
+        if not self._owned:
+            self._k, self._v = self.keys[:, self.length - keep :], self.values[:, self.length - keep :]
+        else:
+            self._k[:, :keep] = self._k[:, self.length - keep : self.length].clone()
+            self._v[:, :keep] = self._v[:, self.length - keep : self.length].clone()
+        self.length = keep
+
+    def _reallocate(self, old: torch.Tensor | None, new: torch.Tensor, capacity: int) -> torch.Tensor:
+        buf = new.new_empty((new.shape[0], capacity, *new.shape[2:]))
+        if old is not None and self.length:
+            buf[:, : self.length] = old[:, : self.length]
+        return buf
+
+    def _check_compatible(self, k, v):
+        if k.shape[0] != self._k.shape[0] or k.shape[2:] != self._k.shape[2:] or k.dtype != self._k.dtype:
+            raise ValueError(
+                f"k must match the cache: (B, T, H_kv, Dh) = ({self._k.shape[0]}, T, {self._k.shape[2]}, "
+                f"{self._k.shape[3]}) in {self._k.dtype}, got {_checks.fmt_shape(k.shape)} in {k.dtype}"
+            )
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = True,
+    window: int | None = None,
+    scale: float | None = None,
+    cache: KVCache | None = None,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, KVCache]:
+    """Softmax attention, batch first.
+
+    Args:
+        q: (B, T, H, Dh) queries of the T new tokens.
+        k, v: (B, T, H_kv, Dh) their keys and values; H must be a multiple of
+            H_kv (grouped-query attention when H_kv < H).
+        causal: each query sees keys at positions <= its own. False (full,
+            bidirectional attention) allows neither ``window`` nor ``cache``.
+        window: sliding window: query at position p sees keys in (p - window, p].
+        scale: softmax scale; Dh ** -0.5 if None.
+        cache: a :class:`KVCache` of earlier tokens, updated in place; a new one
+            if None.
+        backend: "auto"/"sdpa" (torch's fused attention) or "reference".
+
+    Returns:
+        o: (B, T, H, Dh) in the dtype of v, and the cache including these tokens.
+    """
+    _check_attention_args(q, k, v, causal, window, cache)
+    name = resolve("attention", backend, q.device)
+    if cache is None:
+        cache = KVCache(window)
+    elif cache.window != window:
+        raise ValueError(f"window must equal the cache's window ({cache.window}), got {window}")
+    B, T, H, Dh = q.shape
+    n_past = cache.length
+    q_start = cache.offset
+    cache.append(k, v)
+    keys, values = cache.keys, cache.values
+    group = H // k.shape[2]
+    if group > 1:
+        keys = keys.repeat_interleave(group, dim=2)
+        values = values.repeat_interleave(group, dim=2)
+    scale = Dh**-0.5 if scale is None else float(scale)
+    mask = None
+    if causal and (window is not None or n_past > 0):
+        q_pos = q_start + torch.arange(T, device=q.device)
+        k_pos = q_start - n_past + torch.arange(keys.shape[1], device=q.device)
+        mask = k_pos.view(1, -1) <= q_pos.view(-1, 1)
+        if window is not None:
+            mask = mask & (k_pos.view(1, -1) > q_pos.view(-1, 1) - window)
+    is_causal = causal and mask is None and T > 1
+    if name == "reference":
+        o = _reference_attention(q, keys, values, scale, mask, is_causal)
+    else:
+        o = F.scaled_dot_product_attention(
+            q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2),
+            attn_mask=mask, is_causal=is_causal, scale=scale,
+        ).transpose(1, 2)
+    cache.trim_to_window()
+    return o, cache
+
+
+def attention_step(
+    q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, cache: KVCache, *, window: int | None = None,
+    scale: float | None = None, backend: str = "auto",
+) -> tuple[torch.Tensor, KVCache]:
+    """One token of causal :func:`attention`: q_t (B, H, Dh), k_t, v_t (B, H_kv, Dh)."""
+    for name, x in (("q_t", q_t), ("k_t", k_t), ("v_t", v_t)):
+        _checks.check_tensor(name, x, ranks=(3,), layout="(B, H, Dh)")
+    o, cache = attention(q_t.unsqueeze(1), k_t.unsqueeze(1), v_t.unsqueeze(1), window=window, scale=scale,
+                         cache=cache, backend=backend)
+    return o.squeeze(1), cache
+
+
+def _reference_attention(q, k, v, scale, mask, is_causal):
+    acc = _checks.accumulation_dtype(v.dtype)
+    scores = torch.einsum("bthd,bshd->bhts", q.to(acc), k.to(acc)) * scale
+    if is_causal:
+        T, S = scores.shape[-2:]
+        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return torch.einsum("bhts,bshd->bthd", weights, v.to(acc)).to(v.dtype)
+
+
+def _check_attention_args(q, k, v, causal, window, cache):
+    _checks.check_tensor("q", q, ranks=(4,), layout="(B, T, H, Dh)")
+    _checks.check_tensor("k", k, ranks=(4,), layout="(B, T, H_kv, Dh)")
+    _checks.check_tensor("v", v, ranks=(4,), layout="(B, T, H_kv, Dh)")
+    B, T, H, Dh = q.shape
+    if k.shape[:2] != q.shape[:2] or k.shape[3] != Dh:
+        raise ValueError(f"k must have shape (B, T, H_kv, Dh) with (B, T) = ({B}, {T}) and Dh = {Dh} of q, got {_checks.fmt_shape(k.shape)}")
+    _checks.check_shape("v", v, k.shape, "(B, T, H_kv, Dh) like k")
+    if H % k.shape[2] != 0:
+        raise ValueError(f"k must have a number of heads H_kv dividing q's H = {H}, got H_kv = {k.shape[2]}")
+    for name, x in (("k", k), ("v", v)):
+        _checks.check_same_dtype(name, x, "q", q)
+        _checks.check_same_device(name, x, "q", q)
+    if window is not None and (not isinstance(window, int) or window < 1):
+        raise ValueError(f"window must be a positive int number of tokens or None, got {window!r}")
+    if not causal and (window is not None or cache is not None):
+        raise ValueError("causal=False (full attention) takes neither window nor cache")
+    if cache is not None and not isinstance(cache, KVCache):
+        raise ValueError(f"cache must be a recurlab.ops.KVCache or None, got {type(cache).__name__}")
+
+

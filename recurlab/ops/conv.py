@@ -1,0 +1,167 @@
+"""Causal convolutions over time: short depthwise kernels and FFT long kernels.
+
+``causal_conv1d`` is the short depthwise convolution used in front of most
+recurrent mixers (Mamba, GLA's short conv, Zoology's BaseConv, GAM's local
+pathway): weight (D, W), W small, tap W-1 applied to the current token. Its state
+is the last W-1 inputs, a rolling buffer, so decoding costs O(W D) per token.
+
+``long_conv`` is the causal convolution with a kernel as long as the sequence
+(Hyena's implicit filters, Poli et al. 2023, eq. 3: y_t = sum_{s<=t} h_s x_{t-s}),
+computed by FFT in O(T log T): kernel (D, L), index = lag. Its state is the last
+L-1 inputs, so a long-kernel layer can still stream (at O(L D) per token).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import _checks
+from .backends import resolve
+
+_ACTIVATIONS = (None, "silu")
+
+
+def causal_conv1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    state: torch.Tensor | None = None,
+    *,
+    activation: str | None = None,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depthwise causal convolution y_t = sum_i weight[:, i] * x_{t-W+1+i} + bias.
+
+    Args:
+        x: (B, T, D) input.
+        weight: (D, W) one short filter per channel; weight[:, W-1] multiplies x_t.
+        bias: (D,) or None.
+        state: (B, W-1, D) the W-1 inputs before x (oldest first); zeros if None.
+        activation: None or "silu", applied to the output.
+        backend: "auto", "reference" (loop over taps) or "conv" (torch conv1d).
+
+    Returns:
+        y: (B, T, D) in the dtype of x, and the new state (B, W-1, D): the last
+        W-1 inputs seen, to pass to the next call or to :func:`causal_conv1d_step`.
+    """
+    _check_conv_args(x, weight, bias, state, "(D, W)", time_axis=True)
+    _check_activation(activation)
+    name = resolve("causal_conv1d", backend, x.device)
+    B, T, D = x.shape
+    W = weight.shape[1]
+    history = state if state is not None else x.new_zeros(B, W - 1, D)
+    full = torch.cat([history.to(x.dtype), x], 1)  # (B, W-1+T, D)
+    if name == "reference":
+        y = sum(weight[:, i] * full[:, i : i + T] for i in range(W))
+    else:
+        y = F.conv1d(full.transpose(1, 2), weight.unsqueeze(1), groups=D).transpose(1, 2)
+    if bias is not None:
+        y = y + bias
+    return _activate(y, activation), full[:, full.shape[1] - (W - 1) :]
+
+
+def causal_conv1d_step(
+    x_t: torch.Tensor,
+    state: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    activation: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token of :func:`causal_conv1d`: x_t (B, D), state (B, W-1, D) -> (y_t (B, D), new state)."""
+    _check_conv_args(x_t, weight, bias, state, "(D, W)", time_axis=False)
+    _check_activation(activation)
+    window = torch.cat([state.to(x_t.dtype), x_t.unsqueeze(1)], 1)  # (B, W, D)
+    y_t = torch.einsum("bwd,dw->bd", window, weight)
+    if bias is not None:
+        y_t = y_t + bias
+    return _activate(y_t, activation), window[:, 1:]
+
+
+def long_conv(
+    x: torch.Tensor,
+    kernel: torch.Tensor,
+    skip: torch.Tensor | None = None,
+    state: torch.Tensor | None = None,
+    *,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal convolution with a long kernel, y_t = sum_{s=0}^{L-1} kernel[:, s] * x_{t-s} + skip * x_t.
+
+    Args:
+        x: (B, T, D) input.
+        kernel: (D, L) one filter per channel indexed by lag (kernel[:, 0] multiplies
+            x_t); L may equal T (Hyena) or be any other length.
+        skip: (D,) per-channel residual term (Hyena's D), or None.
+        state: (B, L-1, D) the L-1 inputs before x (oldest first); zeros if None.
+        backend: "auto"/"fft" (FFT in float32, O(T log T)) or "reference" (direct sum).
+
+    Returns:
+        y: (B, T, D) in the dtype of x, and the new state (B, L-1, D).
+    """
+    _check_conv_args(x, kernel, skip, state, "(D, L)", time_axis=True, bias_name="skip", weight_name="kernel")
+    name = resolve("long_conv", backend, x.device)
+    B, T, D = x.shape
+    L = kernel.shape[1]
+    history = state if state is not None else x.new_zeros(B, L - 1, D)
+    full = torch.cat([history.to(x.dtype), x], 1)  # (B, L-1+T, D)
+    if name == "reference":
+        y = sum(kernel[:, s] * full[:, L - 1 - s : L - 1 - s + T] for s in range(L))
+    else:
+        n = full.shape[1] + L - 1
+        n_fft = 1 << (n - 1).bit_length()
+        acc = _checks.accumulation_dtype(x.dtype)
+        X = torch.fft.rfft(full.to(acc), n=n_fft, dim=1)  # (B, F, D)
+        K = torch.fft.rfft(kernel.to(acc), n=n_fft, dim=1).t()  # (F, D)
+        y = torch.fft.irfft(X * K, n=n_fft, dim=1)[:, L - 1 : L - 1 + T].to(x.dtype)
+    if skip is not None:
+        y = y + skip * x
+    return y, full[:, full.shape[1] - (L - 1) :]
+
+
+def long_conv_step(
+    x_t: torch.Tensor,
+    state: torch.Tensor,
+    kernel: torch.Tensor,
+    skip: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token of :func:`long_conv`: x_t (B, D), state (B, L-1, D) -> (y_t (B, D), new state)."""
+    _check_conv_args(x_t, kernel, skip, state, "(D, L)", time_axis=False, bias_name="skip", weight_name="kernel")
+    window = torch.cat([state.to(x_t.dtype), x_t.unsqueeze(1)], 1)  # (B, L, D), oldest first
+    y_t = torch.einsum("bld,dl->bd", window, kernel.flip(1))
+    if skip is not None:
+        y_t = y_t + skip * x_t
+    return y_t, window[:, 1:]
+
+
+def _activate(y: torch.Tensor, activation: str | None) -> torch.Tensor:
+    return F.silu(y) if activation == "silu" else y
+
+
+def _check_conv_args(x, weight, bias, state, weight_layout, *, time_axis, bias_name="bias", weight_name="weight"):
+    xname = "x" if time_axis else "x_t"
+    _checks.check_tensor(xname, x, ranks=(3,) if time_axis else (2,), layout="(B, T, D)" if time_axis else "(B, D)")
+    _checks.check_tensor(weight_name, weight, ranks=(2,), layout=weight_layout)
+    D = x.shape[-1]
+    if weight.shape[0] != D:
+        raise ValueError(f"{weight_name} must have shape {weight_layout} with D = {D} channels of {xname}, got {_checks.fmt_shape(weight.shape)}")
+    if weight.shape[1] < 1:
+        raise ValueError(f"{weight_name} must have at least one tap, got shape {_checks.fmt_shape(weight.shape)}")
+    _checks.check_same_device(weight_name, weight, xname, x)
+    if bias is not None:
+        _checks.check_tensor(bias_name, bias, ranks=(1,), layout="(D,)")
+        _checks.check_shape(bias_name, bias, (D,), "(D,)")
+        _checks.check_same_device(bias_name, bias, xname, x)
+    B, W = x.shape[0], weight.shape[1]
+    if state is not None or not time_axis:
+        if state is None:
+            raise ValueError("state must be given for a step: (B, W-1, D), e.g. from the previous call")
+        _checks.check_tensor("state", state, ranks=(3,), layout="(B, W-1, D)")
+        _checks.check_shape("state", state, (B, W - 1, D), "(B, W-1, D)")
+        _checks.check_same_device("state", state, xname, x)
+
+
+def _check_activation(activation):
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")

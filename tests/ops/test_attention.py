@@ -1,0 +1,114 @@
+import pytest
+import torch
+
+from recurlab.ops import KVCache, attention, attention_step
+from tests.conftest import assert_rel_close
+
+
+def qkv(B=2, T=20, H=4, H_kv=4, Dh=8, dtype=torch.float64):
+    return (torch.randn(B, T, H, Dh, dtype=dtype), torch.randn(B, T, H_kv, Dh, dtype=dtype),
+            torch.randn(B, T, H_kv, Dh, dtype=dtype))
+
+
+def naive(q, k, v, window=None, causal=True):
+    """Per query, softmax over the keys it may see, straight from the definition."""
+    B, T, H, Dh = q.shape
+    group = H // k.shape[2]
+    k, v = k.repeat_interleave(group, 2), v.repeat_interleave(group, 2)
+    o = torch.zeros_like(q)
+    for t in range(T):
+        lo = 0 if window is None else max(0, t - window + 1)
+        hi = t + 1 if causal else T
+        s = torch.einsum("bhd,bshd->bhs", q[:, t], k[:, lo:hi]) * Dh**-0.5
+        o[:, t] = torch.einsum("bhs,bshd->bhd", s.softmax(-1), v[:, lo:hi])
+    return o
+
+
+@pytest.mark.parametrize("backend", ["reference", "sdpa"])
+@pytest.mark.parametrize("window", [None, 1, 5])
+@pytest.mark.parametrize("H_kv", [4, 2, 1])
+def test_matches_definition(backend, window, H_kv):
+    q, k, v = qkv(H_kv=H_kv)
+    o, cache = attention(q, k, v, window=window, backend=backend)
+    torch.testing.assert_close(o, naive(q, k, v, window))
+    assert cache.offset == 20
+    assert cache.length == (20 if window is None else window - 1)
+
+
+@pytest.mark.parametrize("backend", ["reference", "sdpa"])
+def test_full_attention(backend):
+    q, k, v = qkv()
+    o, _ = attention(q, k, v, causal=False, backend=backend)
+    torch.testing.assert_close(o, naive(q, k, v, causal=False))
+
+
+@pytest.mark.parametrize("backend", ["reference", "sdpa"])
+@pytest.mark.parametrize("window", [None, 6])
+def test_streaming_chunks_and_steps_equal_whole(backend, window):
+    q, k, v = qkv(T=30, H_kv=2)
+    o, _ = attention(q, k, v, window=window, backend=backend)
+    with torch.no_grad():  # in-place cache path
+        cache = KVCache(window)
+        parts = []
+        for lo, hi in ((0, 4), (4, 17), (17, 18), (18, 30)):
+            o_part, cache = attention(q[:, lo:hi], k[:, lo:hi], v[:, lo:hi], window=window, cache=cache, backend=backend)
+            parts.append(o_part)
+        torch.testing.assert_close(torch.cat(parts, 1), o)
+        cache = KVCache(window)
+        for t in range(30):
+            o_t, cache = attention_step(q[:, t], k[:, t], v[:, t], cache, window=window, backend=backend)
+            torch.testing.assert_close(o_t, o[:, t])
+    if window is not None:
+        assert cache.length == window - 1  # memory bounded by the window
+
+
+def test_streaming_with_gradients_keeps_autograd_intact():
+    q, k, v = [x.requires_grad_(True) for x in qkv(T=12)]
+    o1, cache = attention(q[:, :5], k[:, :5], v[:, :5])
+    o2, cache = attention(q[:, 5:], k[:, 5:], v[:, 5:], cache=cache)
+    (o1.sum() + o2.sum()).backward()
+    grads = [x.grad.clone() for x in (q, k, v)]
+    for x in (q, k, v):
+        x.grad = None
+    attention(q, k, v)[0].sum().backward()
+    for g, x in zip(grads, (q, k, v)):
+        torch.testing.assert_close(g, x.grad)
+
+
+def test_cache_grows_geometrically():
+    cache = KVCache()
+    with torch.no_grad():
+        for _ in range(100):
+            attention_step(*[torch.randn(1, 2, 4) for _ in range(3)], cache)
+    assert cache.length == 100 and cache.offset == 100
+    assert cache.keys.shape == (1, 100, 2, 4)
+    assert cache.nbytes() <= 2 * 2 * 128 * 2 * 4 * 4  # capacity at most 2x length
+
+
+def test_half_precision():
+    q, k, v = qkv(dtype=torch.bfloat16)
+    o, _ = attention(q, k, v)
+    assert o.dtype == torch.bfloat16
+    assert_rel_close(o, naive(q.double(), k.double(), v.double()), 2e-2, "bf16")
+
+
+def test_bad_inputs():
+    q, k, v = qkv(H_kv=2)
+    with pytest.raises(ValueError, match=r"q must have shape \(B, T, H, Dh\)"):
+        attention(q[0], k, v)
+    with pytest.raises(ValueError, match="k must have a number of heads H_kv dividing q's H = 4, got H_kv = 3"):
+        attention(q, torch.randn(2, 20, 3, 8, dtype=torch.float64), torch.randn(2, 20, 3, 8, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"v must have shape \(B, T, H_kv, Dh\) like k"):
+        attention(q, k, v[:, :, :1])
+    with pytest.raises(ValueError, match="window must be a positive int"):
+        attention(q, k, v, window=0)
+    with pytest.raises(ValueError, match="causal=False"):
+        attention(q, k, v, causal=False, window=3)
+    with pytest.raises(ValueError, match="window must equal the cache's window"):
+        attention(q, k, v, window=3, cache=KVCache(4))
+    with pytest.raises(ValueError, match="cache must be a recurlab.ops.KVCache"):
+        attention(q, k, v, cache=(k, v))
+    with torch.no_grad():
+        _, cache = attention(q, k, v)
+        with pytest.raises(ValueError, match="k must match the cache"):
+            attention(q[..., :4], k[..., :4], v[..., :4], cache=cache)
