@@ -10,24 +10,28 @@ Backends (``backend=``):
 
 - ``reference``: the recurrence step by step; the ground truth of the tests.
 - ``chunk``: the chunkwise form of Yang et al. (sec. 4). The sequence is cut into
-  chunks of 64; with G_t the in-chunk cumulative sum of log_alpha,
-    * inter-chunk: o_t += (q_t * exp(G_t)) S_in, and the chunk states
-      S_out = exp(G_C) * S_in + sum_s (k_s * exp(G_C - G_s)) v_s^T are passed from
-      chunk to chunk by :func:`diag_scan` (exponents <= 0, always safe);
-    * intra-chunk ("secondary chunking", sub-chunks of 16): between sub-chunks
-      i > j the decay is split at r, the last step of sub-chunk j, into
-      (q_t * exp(G_t - G_r)) . (k_s * exp(G_r - G_s)), both exponents <= 0, so one
-      matmul per pair never overflows however strong the decay; inside a
-      sub-chunk the exact factor exp(G_t - G_s), t >= s, is formed element-wise
-      (recomputed in the backward rather than stored). When no chunk decays by
-      more than e^-20 in any channel (the usual case: GLA's gates decay by
-      e^-0.04..e^-0.3 per step) the intra-chunk scores take the direct form
-      (q_t * exp(G_t)) . (k_s * exp(-G_s)), one matmul per chunk, with both
-      factors within [e^-20, e^20] (relative error of the product < 3e-6).
-  Short decays are summed from their own start (never as a difference of long
-  cumulative sums), so gradients with respect to log_alpha stay accurate when
-  the decay is strong. Everything runs in float32 (float64 for float64
-  inputs); gradients come from autograd.
+  chunks; with G_t the in-chunk cumulative sum of log_alpha, the chunk's
+  contribution to the state (k_s * exp(G_end - G_s)) v_s^T is passed from chunk
+  to chunk, queries read the incoming state as (q_t * exp(G_t)) S_in, and the
+  intra-chunk scores A[t, s] = sum_k q_t k_s exp(G_t - G_s) (s <= t) multiply v.
+  Two forms, chosen per call from the gates:
+    * direct (the usual case): the longest chunk of 64, 32 or 16 steps over
+      which no channel decays by more than e^-20 (GLA's gates decay by
+      e^-0.04..e^-0.3 per step, so 64). Then exp(G_t - G_s) = exp(G_t) * exp(-G_s)
+      with both factors inside [e^-20, e^20] (relative error < 3e-6), and all
+      intra-chunk scores are one matmul. Forward and backward are written out
+      (``_DirectChunkGLA``): 5 + 9 batched matmuls and a loop of T / C state
+      updates, no autograd graph of element-wise temporaries.
+    * strong decay ("secondary chunking", 64-step chunks of 16-step sub-chunks):
+      between sub-chunks i > j the decay is split at r, the last step of
+      sub-chunk j, into (q_t * exp(G_t - G_r)) . (k_s * exp(G_r - G_s)), both
+      exponents <= 0, so one matmul per pair never overflows however strong the
+      decay; inside a sub-chunk the exact factor is formed element-wise (and
+      recomputed in the backward rather than stored). Short decays are summed
+      from their own start (never as a difference of long cumulative sums), so
+      the gradient with respect to log_alpha stays accurate. Slower: it forms
+      (B, H, T, 16, K) temporaries.
+  Everything runs in float32 (float64 for float64 inputs).
 - ``auto``: ``chunk``.
 """
 
@@ -163,19 +167,128 @@ def _gla_reference(q, k, v, log_alpha, scale, state):
 def _gla_chunk(q, k, v, log_alpha, scale, state):
     B, T, H, K = q.shape
     V = v.shape[-1]
-    c = SUB_CHUNK_SIZE
-    C = min(CHUNK_SIZE, -(-T // c) * c)  # chunk length, a multiple of the sub-chunk
+    C, direct = _choose_chunk(log_alpha)
     pad = (-T) % C
-    # (B, H, T, *) layout for matmuls; padded steps have q = k = v = 0 and alpha = 1
+    # (B, H, N, C, *) layout for matmuls; padded steps have q = k = v = 0 and alpha = 1
     q, k, v, log_alpha = (F.pad(x.transpose(1, 2), (0, 0, 0, pad)) for x in (q, k, v, log_alpha))
     N = (T + pad) // C
     q, k, v, log_alpha = (x.reshape(B, H, N, C, x.shape[-1]) for x in (q, k, v, log_alpha))
-    G = torch.cumsum(log_alpha, dim=3)  # (B, H, N, C, K or 1): log decay from chunk start to t
-    G_end = G[:, :, :, -1]  # (B, H, N, K or 1): log decay over the whole chunk
+    if direct:
+        o, S_last = _DirectChunkGLA.apply(q, k, v, log_alpha, state, scale)
+    else:
+        o, S_last = _strong_decay_chunk_gla(q, k, v, log_alpha, state, scale)
+    return o.reshape(B, H, N * C, V)[:, :, :T].transpose(1, 2), S_last
 
-    # inter-chunk: what each chunk adds to the state, then the states passed between chunks
-    k_to_end = k * torch.exp(_exclusive_suffix_sum(log_alpha, dim=3))  # k_s * exp(G_end - G_s)
-    U = k_to_end.transpose(-1, -2) @ v  # (B, H, N, K, V)
+
+def _choose_chunk(log_alpha: torch.Tensor) -> tuple[int, bool]:
+    """The chunk length and whether the direct form applies.
+
+    The largest of 64, 32, 16 (not beyond the sequence, rounded up to 16) whose
+    chunks all decay by at most DIRECT_MAX_DECAY in every channel takes the
+    direct form; if even 16-step chunks decay more, 64-step chunks with
+    secondary chunking.
+    """
+    T = log_alpha.shape[1]
+    c = SUB_CHUNK_SIZE
+    longest = min(CHUNK_SIZE, -(-T // c) * c)
+    padded = F.pad(log_alpha.detach(), (0, 0, 0, 0, 0, (-T) % longest))
+    C = longest
+    while C >= c:
+        decay = padded.reshape(padded.shape[0], -1, C, *padded.shape[2:]).sum(2)
+        if _max_chunk_decay(decay) <= DIRECT_MAX_DECAY:
+            return C, True
+        C //= 2
+    return longest, False
+
+
+class _DirectChunkGLA(torch.autograd.Function):
+    """Chunkwise GLA when no chunk decays by more than e^-20 (forward and hand-written backward).
+
+    Inputs in (B, H, N, C, *) layout. Per chunk, with G the in-chunk cumulative
+    log decay, E = exp(G) and scale folded into the queries:
+
+        Q = scale * q * E,   K_in = k / E,   K_end = K_in * exp(G_end)
+        U_j = K_end^T v                      (what chunk j adds to the state)
+        S_in[j + 1] = exp(G_end_j) * S_in[j] + U_j       (state passing, j = 0..N-1)
+        o = Q S_in + tril(Q K_in^T) v
+
+    E and exp(G_end) lie in [e^-20, 1], so every factor is well inside float32's
+    range. The backward runs the same matmuls transposed and the state passing
+    in reverse; it is written out rather than left to autograd to avoid a dozen
+    element-wise passes over (B, H, T, K) tensors.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, log_alpha, state, scale):
+        B, H, N, C, K = q.shape
+        V = v.shape[-1]
+        lower = _triangle(C, q, lower=True)
+        G = lower @ log_alpha  # (B, H, N, C, K or 1)
+        E = torch.exp(G)
+        decay_end = E[:, :, :, -1]  # (B, H, N, K or 1) = exp(G_end)
+        Q = q * (scale * E)
+        K_in = k / E
+        K_end = K_in * decay_end.unsqueeze(3)
+        U = K_end.transpose(-1, -2) @ v  # (B, H, N, K, V)
+        S_in = q.new_empty(B, H, N, K, V)
+        S = state if state is not None else q.new_zeros(B, H, K, V)
+        for j in range(N):  # N = T / C sequential steps on (B, H, K, V) states
+            S_in[:, :, j] = S
+            S = torch.addcmul(U[:, :, j], decay_end[:, :, j].unsqueeze(-1), S)
+        A = (Q @ K_in.transpose(-1, -2)).tril_()
+        o = torch.baddbmm((Q @ S_in).flatten(0, 2), A.flatten(0, 2), v.flatten(0, 2)).view(B, H, N, C, V)
+        ctx.save_for_backward(v, E, decay_end, Q, K_in, S_in, A)
+        ctx.scale, ctx.has_state, ctx.lower = scale, state is not None, lower
+        ctx.set_materialize_grads(False)
+        return o, S
+
+    @staticmethod
+    def backward(ctx, d_o, d_S_last):
+        v, E, decay_end, Q, K_in, S_in, A = ctx.saved_tensors
+        B, H, N, C, K = Q.shape
+        V = v.shape[-1]
+        if d_o is None:
+            d_o = torch.zeros_like(Q[..., :1]).expand(B, H, N, C, V)
+        flat = lambda x: x.flatten(0, 2)  # noqa: E731
+        dA = (d_o @ v.transpose(-1, -2)).tril_()
+        dv = A.transpose(-1, -2) @ d_o
+        dQ = torch.baddbmm(flat(d_o @ S_in.transpose(-1, -2)), flat(dA), flat(K_in)).view_as(Q)
+        dK_in = dA.transpose(-1, -2) @ Q
+        dS_in = Q.transpose(-1, -2) @ d_o  # (B, H, N, K, V)
+        # state passing in reverse: S_out_j = exp(G_end_j) * S_in_j + U_j
+        dU = torch.empty_like(S_in)
+        d_decay_end = torch.empty(B, H, N, K, dtype=Q.dtype, device=Q.device)
+        dS = d_S_last if d_S_last is not None else Q.new_zeros(B, H, K, V)
+        for j in reversed(range(N)):
+            dU[:, :, j] = dS
+            d_decay_end[:, :, j] = (dS * S_in[:, :, j]).sum(-1)
+            dS = torch.addcmul(dS_in[:, :, j], decay_end[:, :, j].unsqueeze(-1), dS)
+        K_end = K_in * decay_end.unsqueeze(3)
+        dK_end = v @ dU.transpose(-1, -2)  # (B, H, N, C, K)
+        dv = torch.baddbmm(flat(dv), flat(K_end), flat(dU)).view_as(v)
+        dK_in = torch.addcmul(dK_in, dK_end, decay_end.unsqueeze(3))
+        d_decay_end = d_decay_end + (dK_end * K_in).sum(3)
+        dq = dQ * (ctx.scale * E)
+        dk = dK_in / E
+        dG = dQ * Q - dK_in * K_in  # dL/dE * E
+        if E.shape[-1] == 1:  # head-wise decay broadcast over K
+            dG = dG.sum(-1, keepdim=True)
+            d_decay_end = d_decay_end.sum(-1, keepdim=True)
+        dG[:, :, :, -1] += d_decay_end * decay_end
+        d_log_alpha = ctx.lower.transpose(0, 1) @ dG
+        return dq, dk, dv, d_log_alpha, (dS if ctx.has_state else None), None
+
+
+def _strong_decay_chunk_gla(q, k, v, log_alpha, state, scale):
+    """Chunkwise GLA for any decay, by autograd: exact intra-chunk decay factors
+    (head-wise) or secondary chunking (key-wise); inputs in (B, H, N, C, *) layout."""
+    B, H, N, C, K = q.shape
+    V = v.shape[-1]
+    G = _triangle(C, q, lower=True) @ log_alpha  # (B, H, N, C, K or 1): log decay from chunk start to t
+    G_end = G[:, :, :, -1]  # (B, H, N, K or 1): log decay over the whole chunk
+    # sum the decay from s to the chunk end directly (no large-minus-large)
+    k_to_end = k * torch.exp(_triangle(C, q, lower=False) @ log_alpha)
+    U = k_to_end.transpose(-1, -2) @ v  # (B, H, N, K, V): what each chunk adds to the state
     chunk_decay = G_end.unsqueeze(-1).expand(B, H, N, K, V)
     states, S_last = diag_scan(
         chunk_decay.permute(0, 2, 1, 3, 4).reshape(B, N, H * K, V),
@@ -185,28 +298,26 @@ def _gla_chunk(q, k, v, log_alpha, scale, state):
     states = states.reshape(B, N, H, K, V).permute(0, 2, 1, 3, 4)
     first = state.unsqueeze(2) if state is not None else states.new_zeros(B, H, 1, K, V)
     S_in = torch.cat([first, states[:, :, :-1]], 2)  # state entering each chunk
-    q_decayed = q * torch.exp(G)
-    o = q_decayed @ S_in
-
-    # intra-chunk scores A[t, s] = sum_k q_t k_s exp(G_t - G_s), s <= t
+    o = (q * torch.exp(G)) @ S_in
     if log_alpha.shape[-1] == 1:  # head-wise decay: the exact C x C decay matrix is cheap
         A = (q @ k.transpose(-1, -2)) * torch.exp(_pairwise_log_decay(log_alpha).squeeze(-1))
-    elif _max_chunk_decay(G_end) <= DIRECT_MAX_DECAY:
-        # exp(G_t - G_s) = exp(G_t) * exp(-G_s), neither factor outside [e^-D, e^D]
-        causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
-        A = (q_decayed @ (k * torch.exp(-G)).transpose(-1, -2)).masked_fill(~causal, 0.0)
     elif torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, log_alpha)):
         A = checkpoint(_secondary_chunk_scores, q, k, log_alpha, use_reentrant=False)
     else:
         A = _secondary_chunk_scores(q, k, log_alpha)
-    o = scale * (o + A @ v)
-    o = o.reshape(B, H, N * C, V)[:, :, :T].transpose(1, 2)
-    return o, S_last.reshape(B, H, K, V)
+    return scale * (o + A @ v), S_last.reshape(B, H, K, V)
 
 
-def _max_chunk_decay(G_end: torch.Tensor) -> float:
-    """The largest total decay -G_end over any chunk and channel (one reduction)."""
-    return float(-G_end.detach().min()) if G_end.numel() else 0.0
+def _max_chunk_decay(chunk_log_decay: torch.Tensor) -> float:
+    """The largest total decay -sum(log_alpha) over any chunk and channel."""
+    return float(-chunk_log_decay.detach().min()) if chunk_log_decay.numel() else 0.0
+
+
+def _triangle(C: int, like: torch.Tensor, *, lower: bool) -> torch.Tensor:
+    """(C, C) 0/1 matrix: lower gives inclusive prefix sums (M @ x)_t = sum_{u <= t} x_u,
+    upper the exclusive suffix sums sum_{u > t} x_u."""
+    ones = torch.ones(C, C, dtype=like.dtype, device=like.device)
+    return ones.tril() if lower else ones.triu(1)
 
 
 def _exclusive_suffix_sum(x: torch.Tensor, dim: int) -> torch.Tensor:

@@ -1,10 +1,12 @@
+import sys
+
 import pytest
 import torch
 
 from recurlab.ops import gla, gla_step
 from tests.conftest import assert_rel_close
 
-gla_mod = __import__("recurlab.ops.gla", fromlist=["gla"])
+gla_mod = sys.modules["recurlab.ops.gla"]  # the module (recurlab.ops.gla is the function)
 
 
 def make(B=2, T=20, H=2, K=8, V=6, Kg=None, lo=-1.0, hi=0.0, dtype=torch.float64):
@@ -153,3 +155,14 @@ def test_bad_inputs_raise():
         gla(q, k, v, g, backend="cpu")
     with pytest.raises(ValueError, match=r"state must have shape \(B, H, K, V\)"):
         gla_step(q[:, 0], k[:, 0], v[:, 0], g[:, 0], S0[0])
+
+
+@pytest.mark.parametrize("level,expected", [(-0.01, (64, True)), (-0.5, (32, True)), (-0.9, (16, True)), (-3.0, (64, False))])
+def test_chunk_length_adapts_to_decay(level, expected):
+    q, k, v, _, S0 = make(2, 200, 2, 8, 4)
+    log_alpha = torch.full((2, 200, 2, 8), level, dtype=torch.float64)
+    assert gla_mod._choose_chunk(log_alpha) == expected
+    got = outputs_and_grads("chunk", *[x.float() for x in (q, k, v, log_alpha, S0)])
+    want = outputs_and_grads("reference", q, k, v, log_alpha, S0)
+    for name, g, e in zip(NAMES, got, want):
+        assert_rel_close(g, e, 1e-5, f"level={level} {name}")

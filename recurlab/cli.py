@@ -1,0 +1,79 @@
+"""The ``recurlab`` command line.
+
+    recurlab info                      versions, threads, which op backends run here
+    recurlab bench ops [--quick]       speed of every op backend vs nn.GRU and attention
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import __version__, ops, perf
+    from .ops import _cpu_ext
+
+    print(f"recurlab {__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"CUDA available: {torch.cuda.is_available()}")
+    ok = _cpu_ext.available()  # builds the compiled kernels on first use
+    print(f"compiled CPU kernels: {'ready (' + _cpu_ext.extension_name() + ')' if ok else 'unavailable: ' + str(_cpu_ext.status()['error'])}")
+    print(f"allocator tuned: {perf.allocator_tuned()}")
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for op in ops.BACKENDS:
+        per_device = ", ".join(f"{d}: {' '.join(ops.available_backends(op, d))}" for d in devices)
+        print(f"  {op:<14} {per_device}")
+    return 0
+
+
+def _cmd_bench_ops(args: argparse.Namespace) -> int:
+    from .bench.ops import OpsBenchConfig, run_ops_bench
+
+    overrides = {"device": args.device}
+    if args.seq_lens:
+        overrides["seq_lens"] = tuple(args.seq_lens)
+    if args.repeats:
+        overrides["repeats"] = args.repeats
+    cfg = OpsBenchConfig.quick(**overrides) if args.quick else OpsBenchConfig(**overrides)
+    out = Path(args.out)
+    result = run_ops_bench(cfg, out, Path(args.json) if args.json else None)
+    from .bench.ops import render_markdown
+
+    print(render_markdown(result))
+    print(f"wrote {args.json or out / 'results.json'}, {out / 'results.md'} and {out / 'time_vs_length.png'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recurlab", description="Efficient gated recurrent and recursive units.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    info = sub.add_parser("info", help="versions, threads and the op backends available here (builds the CPU kernels)")
+    info.set_defaults(func=_cmd_info)
+
+    bench = sub.add_parser("bench", help="benchmarks (not tests): real sizes, tables, JSON and plots")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    bops = bench_sub.add_parser("ops", help="time every op backend beside nn.GRU and softmax attention")
+    bops.add_argument("--quick", action="store_true", help="T in {256, 1024}, 3 repeats: under 3 minutes on 2 cores")
+    bops.add_argument("--seq-lens", type=int, nargs="+", help="sequence lengths (default 256 1024 4096 16384)")
+    bops.add_argument("--repeats", type=int, help="timed runs per measurement (median reported)")
+    bops.add_argument("--device", default="cpu", help="cpu or cuda")
+    bops.add_argument("--out", default="bench-results/ops", help="output folder for results.json/.md and the plot")
+    bops.add_argument("--json", help="also write the JSON results to this path")
+    bops.set_defaults(func=_cmd_bench_ops)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from . import perf
+
+    perf.tune_cpu_allocator()  # before any large tensor exists; see recurlab.perf
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
