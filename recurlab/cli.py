@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks (not tests): real sizes, tables, JSON and plots")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     bops = bench_sub.add_parser("ops", help="time every op backend beside nn.GRU and softmax attention")
-    bops.add_argument("--quick", action="store_true", help="T in {256, 1024}, 3 repeats: under 3 minutes on 2 cores")
+    bops.add_argument("--quick", action="store_true", help="T in {256, 1024, 4096}, 3 repeats: about a minute on 2 cores")
     bops.add_argument("--seq-lens", type=int, nargs="+", help="sequence lengths (default 256 1024 4096 16384)")
     bops.add_argument("--repeats", type=int, help="timed runs per measurement (median reported)")
     bops.add_argument("--device", default="cpu", help="cpu or cuda")
