@@ -5,8 +5,9 @@ forward+backward of
 
 - ``diag_scan`` (B=8, D=256) with each backend, gates logsigmoid(N(0, 1));
 - ``gla`` (B=8, H=4, K=V=64) with each backend, with GLA's gates
-  logsigmoid(N(0, 1)) / 16, and once more with strong decay (logsigmoid(N(0, 1)),
-  which takes secondary chunking);
+  logsigmoid(N(0, 1)) / 16 (64-step chunks); ``chunk`` once more with strong
+  decay, logsigmoid(N(0, 1)) (short chunks), and with extreme decay,
+  logsigmoid(N(0, 1)) - 6 (secondary chunking);
 - ``torch.nn.GRU(256, 256)`` and causal softmax attention through SDPA
   (B=8, H=4, Dh=64): the baselines.
 
@@ -33,7 +34,10 @@ from tqdm.auto import tqdm
 from .. import __version__, ops, perf
 from ..ops import _cpu_ext
 from .report import markdown_table, plot_time_vs_length
-from .timing import copy_bandwidth_gbs, measure_interleaved
+from .timing import measure_interleaved
+
+COPY = "copy_ (256 MiB)"
+COPY_BYTES = 1 << 28
 
 
 @dataclass
@@ -46,7 +50,7 @@ class OpsBenchConfig:
     repeats: int = 5
     budget_s: float = 20.0  # per measurement: stop repeating once spent (at least one run)
     max_reference_gla_len: int = 4096  # its autograd graph keeps ~3 (B, H, K, V) tensors per step
-    max_strong_decay_gla_len: int = 4096  # secondary chunking's (B, H, T, 16, K) temporaries grow past GBs
+    max_extreme_decay_gla_len: int = 4096  # secondary chunking's (B, H, T, 16, K) temporaries grow past GBs
     device: str = "cpu"
     dtype: str = "float32"
 
@@ -110,11 +114,11 @@ def _cases(cfg: OpsBenchConfig) -> list[Case]:
             return fwd, fwd_bwd
         cases.append(Case("diag_scan", backend, f"diag_scan/{backend}", build, slow=backend == "reference"))
 
-    def gla_builder(backend, divisor):
+    def gla_builder(backend, divisor, shift=0.0):
         def build(T):
             q, k = (torch.randn(B, T, H, K, device=device, dtype=dtype) for _ in range(2))
             v = torch.randn(B, T, H, K, device=device, dtype=dtype)
-            g = F.logsigmoid(torch.randn(B, T, H, K, device=device, dtype=dtype)) / divisor
+            g = F.logsigmoid(torch.randn(B, T, H, K, device=device, dtype=dtype)) / divisor + shift
             grads = [x.clone().requires_grad_(True) for x in (q, k, v, g)]
 
             def fwd():
@@ -138,8 +142,9 @@ def _cases(cfg: OpsBenchConfig) -> list[Case]:
                           max_len=cfg.max_reference_gla_len if ref else None,
                           skip_reason="the step loop's autograd graph keeps ~3 (B, H, K, V) tensors per step: "
                                       "about 25 GB at T=16384, past this machine's memory" if ref else ""))
-    cases.append(Case("gla", "chunk", "gla/chunk (strong decay)", gla_builder("chunk", 1.0),
-                      max_len=cfg.max_strong_decay_gla_len,
+    cases.append(Case("gla", "chunk", "gla/chunk (strong decay)", gla_builder("chunk", 1.0)))
+    cases.append(Case("gla", "chunk", "gla/chunk (extreme decay)", gla_builder("chunk", 1.0, shift=-6.0),
+                      max_len=cfg.max_extreme_decay_gla_len,
                       skip_reason="secondary chunking's (B, H, T, 16, K) temporaries exceed a few GB"))
 
     def gru_build(T):
@@ -226,7 +231,10 @@ def run_ops_bench(cfg: OpsBenchConfig, out_dir: Path, json_path: Path | None = N
     if failures:
         raise RuntimeError("refusing to report speeds: backends disagree with reference:\n  " + "\n  ".join(failures))
     progress("correctness: every backend matches reference (values and gradients)")
-    bandwidth_before = copy_bandwidth_gbs(device=device)
+    copy_src = torch.ones(COPY_BYTES // 4, device=device)
+    copy_dst = torch.empty_like(copy_src)
+    copy_fn = lambda: copy_dst.copy_(copy_src)  # noqa: E731
+    copy_gbs: dict[int, float] = {}
     rows: list[Row] = []
     cases = _cases(cfg)
     bar = tqdm(total=len(cfg.seq_lens) * len(cases), desc="bench ops", unit="case")
@@ -243,8 +251,10 @@ def run_ops_bench(cfg: OpsBenchConfig, out_dir: Path, json_path: Path | None = N
             built[case.label] = case.build(T)
             warmup[case.label] = 0 if case.slow else 1
         bar.set_postfix_str(f"T={T}: forward")
-        t_fwd = measure_interleaved({k: f for k, (f, _) in built.items()}, repeats=cfg.repeats,
-                                    budget_s=cfg.budget_s, device=device, warmup=warmup)
+        # the copy bandwidth is sampled in the same rotation, so it sees the same machine state
+        t_fwd = measure_interleaved({COPY: copy_fn, **{k: f for k, (f, _) in built.items()}}, repeats=cfg.repeats,
+                                    budget_s=cfg.budget_s, device=device, warmup={COPY: 1, **warmup})
+        copy_gbs[T] = 2 * copy_src.numel() * copy_src.element_size() / t_fwd[COPY].median_s / 1e9
         bar.set_postfix_str(f"T={T}: forward+backward")
         t_fb = measure_interleaved({k: fb for k, (_, fb) in built.items()}, repeats=cfg.repeats,
                                    budget_s=cfg.budget_s, device=device, warmup=warmup)
@@ -258,13 +268,13 @@ def run_ops_bench(cfg: OpsBenchConfig, out_dir: Path, json_path: Path | None = N
             bar.update(1)
             progress(f"T={T:>6} {row.label:<26} fwd {row.fwd_ms:10.2f} ms   fwd+bwd {row.fwd_bwd_ms:10.2f} ms")
     bar.close()
-    bandwidth_after = copy_bandwidth_gbs(device=device)
+    del copy_src, copy_dst
     _add_ratios(rows)
-    bandwidth = _bandwidth_rows(rows, cfg, (bandwidth_before + bandwidth_after) / 2)
+    bandwidth = _bandwidth_rows(rows, cfg, copy_gbs)
     result = {
         "config": asdict(cfg),
         "environment": _environment(),
-        "copy_bandwidth_gbs": {"before": bandwidth_before, "after": bandwidth_after},
+        "copy_bandwidth_gbs": {str(T): gbs for T, gbs in copy_gbs.items()},
         "rows": [asdict(r) for r in rows],
         "bandwidth": bandwidth,
     }
@@ -292,13 +302,13 @@ def _add_ratios(rows: list[Row]) -> None:
                 r.ratios[name + "_fwd"] = base.fwd_ms / r.fwd_ms
 
 
-def _bandwidth_rows(rows: list[Row], cfg: OpsBenchConfig, copy_gbs: float) -> list[dict]:
+def _bandwidth_rows(rows: list[Row], cfg: OpsBenchConfig, copy_gbs: dict[int, float]) -> list[dict]:
     itemsize = torch.empty((), dtype=getattr(torch, cfg.dtype)).element_size()
     out = []
     for r in rows:
         if r.label == "diag_scan/cpu" and r.fwd_ms is not None:
             gbs = 3 * cfg.batch * r.T * cfg.width * itemsize / (r.fwd_ms / 1e3) / 1e9
-            out.append({"T": r.T, "fwd_ms": r.fwd_ms, "gbs": gbs, "copy_gbs": copy_gbs, "fraction": gbs / copy_gbs})
+            out.append({"T": r.T, "fwd_ms": r.fwd_ms, "gbs": gbs, "copy_gbs": copy_gbs[r.T], "fraction": gbs / copy_gbs[r.T]})
     return out
 
 
@@ -341,10 +351,10 @@ def render_markdown(result: dict) -> str:
     lines.append(markdown_table(header, body))
     bw = result["bandwidth"]
     if bw:
-        copy = result["copy_bandwidth_gbs"]
-        lines.append(f"\n## Bandwidth of the `cpu` diag_scan forward\n\nCopy bandwidth (`dst.copy_(src)`, 256 MiB, read + write): "
-                     f"{copy['before']:.1f} GB/s before, {copy['after']:.1f} GB/s after the timings. The scan moves 3 tensors "
-                     "(read a, read b, write h).\n")
-        lines.append(markdown_table(["T", "fwd ms", "GB/s", "% of copy bandwidth"],
-                                    [[str(b["T"]), _fmt(b["fwd_ms"], ".3f"), _fmt(b["gbs"], ".1f"), f"{100 * b['fraction']:.0f}%"] for b in bw]))
+        lines.append("\n## Bandwidth of the `cpu` diag_scan forward\n\nThe scan moves 3 tensors (read a, read b, write h). "
+                     "Copy bandwidth is `dst.copy_(src)` on 256 MiB buffers (read + write counted), timed in the same "
+                     "round-robin as the forward passes at each T.\n")
+        lines.append(markdown_table(["T", "fwd ms", "GB/s", "copy GB/s", "% of copy bandwidth"],
+                                    [[str(b["T"]), _fmt(b["fwd_ms"], ".3f"), _fmt(b["gbs"], ".1f"), _fmt(b["copy_gbs"], ".1f"),
+                                      f"{100 * b['fraction']:.0f}%"] for b in bw]))
     return "\n".join(lines) + "\n"

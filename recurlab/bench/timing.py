@@ -1,4 +1,4 @@
-"""Timing helpers: medians of repeats with a time budget, and the machine's copy bandwidth."""
+"""Timing helpers: medians of repeats with a time budget, alone or side by side."""
 
 from __future__ import annotations
 
@@ -45,15 +45,6 @@ def measure(fn: Callable[[], object], *, repeats: int, budget_s: float, device: 
         runs.append(time.perf_counter() - start)
         spent += runs[-1]
     return Timing(statistics.median(runs), runs)
-
-
-def copy_bandwidth_gbs(*, nbytes: int = 1 << 28, repeats: int = 7, device: torch.device | None = None) -> float:
-    """Bytes read + written per second by ``dst.copy_(src)`` on buffers far larger than cache."""
-    device = device or torch.device("cpu")
-    src = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
-    dst = torch.empty_like(src)
-    t = measure(lambda: dst.copy_(src), repeats=repeats, budget_s=10.0, device=device)
-    return 2 * nbytes / t.median_s / 1e9
 
 
 def measure_interleaved(fns: dict[str, Callable[[], object]], *, repeats: int, budget_s: float,

@@ -50,8 +50,7 @@ def causal_conv1d(
     name = resolve("causal_conv1d", backend, x.device)
     B, T, D = x.shape
     W = weight.shape[1]
-    history = state if state is not None else x.new_zeros(B, W - 1, D)
-    full = torch.cat([history.to(x.dtype), x], 1)  # (B, W-1+T, D)
+    full = _prepend_history(x, state, W - 1)  # (B, W-1+T, D)
     if name == "reference":
         y = sum(weight[:, i] * full[:, i : i + T] for i in range(W))
     else:
@@ -104,8 +103,7 @@ def long_conv(
     name = resolve("long_conv", backend, x.device)
     B, T, D = x.shape
     L = kernel.shape[1]
-    history = state if state is not None else x.new_zeros(B, L - 1, D)
-    full = torch.cat([history.to(x.dtype), x], 1)  # (B, L-1+T, D)
+    full = _prepend_history(x, state, L - 1)  # (B, L-1+T, D)
     if name == "reference":
         y = sum(kernel[:, s] * full[:, L - 1 - s : L - 1 - s + T] for s in range(L))
     else:
@@ -133,6 +131,12 @@ def long_conv_step(
     if skip is not None:
         y_t = y_t + skip * x_t
     return y_t, window[:, 1:]
+
+
+def _prepend_history(x: torch.Tensor, state: torch.Tensor | None, n: int) -> torch.Tensor:
+    """The n inputs before x (zeros if no state) followed by x: (B, n + T, D)."""
+    history = state if state is not None else x.new_zeros(x.shape[0], n, x.shape[2])
+    return torch.cat([history.to(x.dtype), x], 1)
 
 
 def _activate(y: torch.Tensor, activation: str | None) -> torch.Tensor:

@@ -15,14 +15,15 @@ Backends (``backend=``):
   to chunk, queries read the incoming state as (q_t * exp(G_t)) S_in, and the
   intra-chunk scores A[t, s] = sum_k q_t k_s exp(G_t - G_s) (s <= t) multiply v.
   Two forms, chosen per call from the gates:
-    * direct (the usual case): the longest chunk of 64, 32 or 16 steps over
-      which no channel decays by more than e^-20 (GLA's gates decay by
+    * direct (the usual case): the longest chunk of 64, 32, 16, 8 or 4 steps
+      over which no channel decays by more than e^-20 (GLA's gates decay by
       e^-0.04..e^-0.3 per step, so 64). Then exp(G_t - G_s) = exp(G_t) * exp(-G_s)
       with both factors inside [e^-20, e^20] (relative error < 3e-6), and all
       intra-chunk scores are one matmul. Forward and backward are written out
       (``_DirectChunkGLA``): 5 + 9 batched matmuls and a loop of T / C state
       updates, no autograd graph of element-wise temporaries.
-    * strong decay ("secondary chunking", 64-step chunks of 16-step sub-chunks):
+    * extreme decay, past e^-5 per step ("secondary chunking", 64-step chunks
+      of 16-step sub-chunks):
       between sub-chunks i > j the decay is split at r, the last step of
       sub-chunk j, into (q_t * exp(G_t - G_r)) . (k_s * exp(G_r - G_s)), both
       exponents <= 0, so one matmul per pair never overflows however strong the
@@ -47,6 +48,7 @@ from .diag_scan import diag_scan
 
 CHUNK_SIZE = 64
 SUB_CHUNK_SIZE = 16
+MIN_DIRECT_CHUNK_SIZE = 4
 # Chunks whose total decay stays under this (in every channel) take the direct
 # intra-chunk form exp(G_t) * exp(-G_s); stronger decay takes secondary chunking.
 DIRECT_MAX_DECAY = 20.0
@@ -183,17 +185,17 @@ def _gla_chunk(q, k, v, log_alpha, scale, state):
 def _choose_chunk(log_alpha: torch.Tensor) -> tuple[int, bool]:
     """The chunk length and whether the direct form applies.
 
-    The largest of 64, 32, 16 (not beyond the sequence, rounded up to 16) whose
-    chunks all decay by at most DIRECT_MAX_DECAY in every channel takes the
-    direct form; if even 16-step chunks decay more, 64-step chunks with
-    secondary chunking.
+    The longest of 64, 32, 16, 8, 4 steps (not beyond the sequence rounded up
+    to 16) over which no channel decays by more than DIRECT_MAX_DECAY takes the
+    direct form. Short chunks cost more small matmuls and state updates, but far
+    less than secondary chunking; only gates that decay by more than e^-20 over
+    4 steps (e^-5 per step) take 64-step chunks with secondary chunking.
     """
     T = log_alpha.shape[1]
-    c = SUB_CHUNK_SIZE
-    longest = min(CHUNK_SIZE, -(-T // c) * c)
+    longest = min(CHUNK_SIZE, -(-T // SUB_CHUNK_SIZE) * SUB_CHUNK_SIZE)
     padded = F.pad(log_alpha.detach(), (0, 0, 0, 0, 0, (-T) % longest))
     C = longest
-    while C >= c:
+    while C >= MIN_DIRECT_CHUNK_SIZE:
         decay = padded.reshape(padded.shape[0], -1, C, *padded.shape[2:]).sum(2)
         if _max_chunk_decay(decay) <= DIRECT_MAX_DECAY:
             return C, True

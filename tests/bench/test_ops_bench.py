@@ -17,7 +17,7 @@ def test_tiny_run_writes_json_markdown_and_plot(tmp_path):
     assert saved["rows"] == json.loads(json.dumps(result["rows"]))
     labels = {r["label"] for r in saved["rows"]}
     assert {"diag_scan/reference", "diag_scan/cpu", "diag_scan/chunk", "gla/reference", "gla/chunk",
-            "gla/chunk (strong decay)", "nn.GRU", "attention (SDPA)"} <= labels
+            "gla/chunk (strong decay)", "gla/chunk (extreme decay)", "nn.GRU", "attention (SDPA)"} <= labels
     assert len(saved["rows"]) == len(labels) * 2  # every case at both lengths
     cpu_row = next(r for r in saved["rows"] if r["label"] == "diag_scan/cpu" and r["T"] == 32)
     assert cpu_row["fwd_ms"] > 0 and cpu_row["fwd_bwd_ms"] > 0 and cpu_row["tokens_per_s"] > 0
@@ -31,8 +31,8 @@ def test_tiny_run_writes_json_markdown_and_plot(tmp_path):
 
 
 def test_skipped_cases_are_reported_not_timed(tmp_path):
-    result = run_ops_bench(OpsBenchConfig(**{**TINY, "max_strong_decay_gla_len": 40}), tmp_path, progress=lambda m: None)
-    row = next(r for r in result["rows"] if r["label"] == "gla/chunk (strong decay)" and r["T"] == 48)
+    result = run_ops_bench(OpsBenchConfig(**{**TINY, "max_extreme_decay_gla_len": 40}), tmp_path, progress=lambda m: None)
+    row = next(r for r in result["rows"] if r["label"] == "gla/chunk (extreme decay)" and r["T"] == 48)
     assert row["skipped"] and row["fwd_ms"] is None
     assert "skipped" in render_markdown(result)
 

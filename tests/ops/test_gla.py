@@ -157,7 +157,8 @@ def test_bad_inputs_raise():
         gla_step(q[:, 0], k[:, 0], v[:, 0], g[:, 0], S0[0])
 
 
-@pytest.mark.parametrize("level,expected", [(-0.01, (64, True)), (-0.5, (32, True)), (-0.9, (16, True)), (-3.0, (64, False))])
+@pytest.mark.parametrize("level,expected", [(-0.01, (64, True)), (-0.5, (32, True)), (-0.9, (16, True)),
+                                            (-3.0, (4, True)), (-6.0, (64, False))])
 def test_chunk_length_adapts_to_decay(level, expected):
     q, k, v, _, S0 = make(2, 200, 2, 8, 4)
     log_alpha = torch.full((2, 200, 2, 8), level, dtype=torch.float64)
