@@ -1,7 +1,9 @@
 """The ``recurlab`` command line.
 
     recurlab info                      versions, threads, which op backends run here
+    recurlab layers                    every registered unit, its paper and decoding state
     recurlab bench ops [--quick]       speed of every op backend vs nn.GRU and attention
+    recurlab bench layers [--quick]    every token mixer side by side: params, fwd+bwd, decode step
 """
 
 from __future__ import annotations
@@ -47,12 +49,38 @@ def _cmd_bench_ops(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_layers(args: argparse.Namespace) -> int:
+    from . import layers
+
+    print(f"{'name':<10} {'kind':<7} {'parallel':<12}  {'decoding state':<45} paper")
+    for kind in ("token", "channel"):
+        for name in layers.names(kind):
+            print(layers.info(name).summary())
+    return 0
+
+
+def _cmd_bench_layers(args: argparse.Namespace) -> int:
+    from .bench.layers import LayersBenchConfig, render_markdown, run_layers_bench
+
+    cfg = LayersBenchConfig(mixers=tuple(args.mixers or ()), d_model=args.d_model, batch=args.batch,
+                            seq_len=args.seq_len, repeats=args.repeats, profile=tuple(args.profile))
+    if args.quick:
+        cfg.seq_len, cfg.repeats, cfg.decode_steps = min(cfg.seq_len, 512), 2, 5
+    result = run_layers_bench(cfg, Path(args.out))
+    print(render_markdown(result))
+    print(f"wrote {Path(args.out) / 'results.json'}, results.md and layers.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recurlab", description="Efficient gated recurrent and recursive units.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     info = sub.add_parser("info", help="versions, threads and the op backends available here (builds the CPU kernels)")
     info.set_defaults(func=_cmd_info)
+
+    lay = sub.add_parser("layers", help="list every registered unit: paper, decoding state, parallel form")
+    lay.set_defaults(func=_cmd_layers)
 
     bench = sub.add_parser("bench", help="benchmarks (not tests): real sizes, tables, JSON and plots")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
@@ -64,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     bops.add_argument("--out", default="bench-results/ops", help="output folder for results.json/.md and the plot")
     bops.add_argument("--json", help="also write the JSON results to this path")
     bops.set_defaults(func=_cmd_bench_ops)
+    blay = bench_sub.add_parser("layers", help="every token mixer side by side: params, fwd+bwd time, decode step")
+    blay.add_argument("--mixers", nargs="+", help="token mixers to compare (default: all registered)")
+    blay.add_argument("--d-model", type=int, default=256)
+    blay.add_argument("--batch", type=int, default=8)
+    blay.add_argument("--seq-len", type=int, default=2048)
+    blay.add_argument("--repeats", type=int, default=5)
+    blay.add_argument("--profile", nargs="*", default=["mingru"], help="mixers whose time to split by op category")
+    blay.add_argument("--quick", action="store_true", help="T <= 512, 2 repeats")
+    blay.add_argument("--out", default="bench-results/layers")
+    blay.set_defaults(func=_cmd_bench_layers)
     return parser
 
 

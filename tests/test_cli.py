@@ -46,3 +46,13 @@ def test_allocator_tuning_can_be_disabled(monkeypatch):
 def test_examples_run():
     for script in sorted((ROOT / "examples").glob("*.py")):
         subprocess.run([sys.executable, str(script)], check=True, timeout=300, cwd=ROOT, capture_output=True)
+
+
+def test_layers_command_lists_every_unit(capsys):
+    from recurlab import layers
+
+    assert main(["layers"]) == 0
+    out = capsys.readouterr().out
+    for name in layers.names():
+        assert f"\n{name} " in out or out.startswith(name)
+    assert "parallel=no" in out  # gru

@@ -154,7 +154,9 @@ def attention(
         if window is not None:
             mask = mask & (k_pos.view(1, -1) > q_pos.view(-1, 1) - window)
     is_causal = causal and mask is None and T > 1
-    if name == "reference":
+    if name == "sdpa" and window is not None and n_past == 0 and T > 2 * window:
+        o = _sliding_window_blocks(q, keys, values, window, scale)
+    elif name == "reference":
         o = _reference_attention(q, keys, values, scale, mask, is_causal)
     else:
         o = F.scaled_dot_product_attention(
@@ -175,6 +177,28 @@ def attention_step(
     o, cache = attention(q_t.unsqueeze(1), k_t.unsqueeze(1), v_t.unsqueeze(1), window=window, scale=scale,
                          cache=cache, backend=backend)
     return o.squeeze(1), cache
+
+
+def _sliding_window_blocks(q, k, v, window, scale):
+    """Sliding-window attention in O(T * window): queries in blocks of ``window`` attend to their
+    own block and the one before, (B, T, H, Dh) in and out (keys already repeated for GQA)."""
+    B, T, H, Dh = q.shape
+    w = window
+    pad = (-T) % w
+    if pad:  # padded keys come after every real query, so causality masks them
+        q, k, v = (F.pad(x, (0, 0, 0, 0, 0, pad)) for x in (q, k, v))
+    nb = (T + pad) // w
+    blocks = lambda x: x.view(B, nb, w, H, Dh).transpose(2, 3)  # (B, nb, H, w, Dh)  # noqa: E731
+    qb, kb, vb = blocks(q), blocks(k), blocks(v)
+    previous = lambda x: torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], 1)  # noqa: E731
+    keys, values = torch.cat([previous(kb), kb], 3), torch.cat([previous(vb), vb], 3)  # (B, nb, H, 2w, Dh)
+    i = torch.arange(w, device=q.device).view(w, 1)
+    m = torch.arange(2 * w, device=q.device).view(1, 2 * w)
+    allowed = (m <= w + i) & (m > i)  # key position (j-1)w + m within (query - window, query]
+    mask = allowed.expand(nb, 1, w, 2 * w).clone()
+    mask[0, :, :, :w] = False  # the first block has no block before it
+    o = F.scaled_dot_product_attention(qb, keys, values, attn_mask=mask, scale=scale)
+    return o.transpose(2, 3).reshape(B, nb * w, H, Dh)[:, :T]
 
 
 def _reference_attention(q, k, v, scale, mask, is_causal):

@@ -112,13 +112,13 @@ def gla_step(
     B, _, H, K, V = _check_inputs(q_t, k_t, v_t, log_alpha_t, state, time_axis=False)
     _checks.check_log_gate("log_alpha_t", log_alpha_t)
     scale = K**-0.5 if scale is None else float(scale)
-    acc = _checks.accumulation_dtype(v_t.dtype)
+    out_dtype, acc = v_t.dtype, _checks.accumulation_dtype(v_t.dtype)
     q_t, k_t, v_t, log_alpha_t = (x.to(acc) for x in (q_t, k_t, v_t, log_alpha_t))
     new_state = k_t.unsqueeze(-1) * v_t.unsqueeze(-2)
     if state is not None:
         new_state = torch.exp(log_alpha_t).unsqueeze(-1) * state.to(acc) + new_state
     o_t = scale * torch.einsum("bhk,bhkv->bhv", q_t, new_state)
-    return o_t.to(v_t.dtype), new_state
+    return o_t.to(out_dtype), new_state
 
 
 def _check_inputs(q, k, v, log_alpha, state, *, time_axis: bool):

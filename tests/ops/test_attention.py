@@ -25,7 +25,7 @@ def naive(q, k, v, window=None, causal=True):
 
 
 @pytest.mark.parametrize("backend", ["reference", "sdpa"])
-@pytest.mark.parametrize("window", [None, 1, 5])
+@pytest.mark.parametrize("window", [None, 1, 5, 7])
 @pytest.mark.parametrize("H_kv", [4, 2, 1])
 def test_matches_definition(backend, window, H_kv):
     q, k, v = qkv(H_kv=H_kv)

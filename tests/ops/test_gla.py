@@ -125,6 +125,8 @@ def test_half_inputs_keep_float32_state(dtype):
     q, k, v, g, S0 = make(2, 70, 2, 8, 4, dtype=dtype)
     o, S = gla(q, k, v, g, initial_state=S0, backend="chunk")
     assert o.dtype == dtype and S.dtype == torch.float32
+    o_t, S_t = gla_step(q[:, 0], k[:, 0], v[:, 0], g[:, 0], S0)
+    assert o_t.dtype == dtype and S_t.dtype == torch.float32
     o_ref, S_ref = gla(*[x.double() for x in (q, k, v, g)], initial_state=S0.double(), backend="reference")
     assert_rel_close(o, o_ref, torch.finfo(dtype).eps, "o")
     assert_rel_close(S, S_ref, 1e-5, "S")

@@ -1,0 +1,200 @@
+"""``recurlab bench layers``: every token mixer at one size, side by side.
+
+For each registered token mixer at d_model (default 256), batch B (default 8)
+and length T (default 2048) it reports the parameter count, forward+backward
+time of the layer (a dense random gradient into its output), and the time of
+one decoding ``step`` after a prefill of T tokens (so attention pays for a
+T-token KV cache, recurrent mixers for their fixed state). The gmu layer reads
+a random memory of width d_model. Mixers are timed round-robin; every mixer is
+first checked to give the same output from its step loop as from its parallel
+form, and the benchmark refuses to report otherwise. ``profile`` also splits the
+forward+backward time of the named mixers into op categories (torch profiler),
+to show where a layer spends its time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import __version__, layers, perf
+from .report import markdown_table
+from .timing import measure_interleaved
+
+
+@dataclass
+class LayersBenchConfig:
+    mixers: tuple[str, ...] = ()  # empty: every registered token mixer
+    d_model: int = 256
+    batch: int = 8
+    seq_len: int = 2048
+    repeats: int = 5
+    decode_steps: int = 20
+    budget_s: float = 20.0
+    profile: tuple[str, ...] = ("mingru",)
+    mixer_kwargs: dict = field(default_factory=dict)
+
+    def names(self) -> list[str]:
+        return list(self.mixers) or layers.names("token")
+
+
+def _build(name: str, cfg: LayersBenchConfig, dtype=torch.float32):
+    kwargs = dict(cfg.mixer_kwargs.get(name, {}))
+    if name in ("hyena", "baseconv") and "l_max" not in kwargs and layers.accepts(name, "l_max"):
+        kwargs["l_max"] = cfg.seq_len
+    torch.manual_seed(0)
+    return layers.build(name, cfg.d_model, kind="token", **kwargs).to(dtype)
+
+
+def _memory(mixer, x):
+    return {"memory": torch.randn(*x.shape[:-1], mixer.memory_width, dtype=x.dtype)} if mixer.needs_memory else {}
+
+
+def check_step_equals_forward(name: str, cfg: LayersBenchConfig) -> str | None:
+    """None if the step loop reproduces the parallel forward in float64, else a message."""
+    mixer = _build(name, cfg, torch.float64)
+    x = torch.randn(2, 24, cfg.d_model, dtype=torch.float64)
+    mem = _memory(mixer, x)
+    with torch.no_grad():
+        y, _ = mixer(x, **mem)
+        state, outs = None, []
+        for t in range(24):
+            y_t, state = mixer.step(x[:, t], state, **({"memory": mem["memory"][:, t]} if mem else {}))
+            outs.append(y_t)
+    err = (torch.stack(outs, 1) - y).abs().max().item()
+    return None if err < 1e-8 else f"{name}: step loop differs from forward by {err:.2e}"
+
+
+def _profile_categories(fn) -> dict[str, float]:
+    """Share of self CPU time in matmuls, recurlab's kernels and everything else."""
+    from torch.profiler import profile
+
+    fn()
+    with profile() as prof:
+        fn()
+    shares = {"matmul": 0.0, "recurlab scans": 0.0, "other": 0.0}
+    for event in prof.key_averages():
+        name, t = event.key, event.self_cpu_time_total
+        if name.startswith("recurlab::"):
+            shares["recurlab scans"] += t
+        elif any(k in name for k in ("mm", "matmul", "linear", "addmm", "gru")):
+            shares["matmul"] += t
+        else:
+            shares["other"] += t
+    total = sum(shares.values()) or 1.0
+    return {k: v / total for k, v in shares.items()}
+
+
+def run_layers_bench(cfg: LayersBenchConfig, out_dir: Path, progress=tqdm.write) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = cfg.names()
+    failures = [m for m in (check_step_equals_forward(n, cfg) for n in names) if m]
+    if failures:
+        raise RuntimeError("refusing to report speeds: " + "; ".join(failures))
+    progress(f"correctness: step loop == forward for {', '.join(names)}")
+    B, T, d = cfg.batch, cfg.seq_len, cfg.d_model
+    train_fns, decode_fns, rows = {}, {}, {}
+    for name in tqdm(names, desc="build", unit="mixer"):
+        mixer = _build(name, cfg)
+        x = torch.randn(B, T, d)
+        x_grad = x.clone().requires_grad_(True)
+        grad_y = torch.randn(B, T, d)
+        mem = _memory(mixer, x)
+
+        def fwd_bwd(mixer=mixer, x_grad=x_grad, grad_y=grad_y, mem=mem):
+            mixer.zero_grad(set_to_none=True)
+            x_grad.grad = None
+            mixer(x_grad, **mem)[0].backward(grad_y)
+
+        with torch.no_grad():
+            _, state = mixer(x, **mem)
+        x_t = torch.randn(B, d)
+        mem_t = {"memory": mem["memory"][:, -1]} if mem else {}
+        holder = {"state": state}
+
+        def decode(mixer=mixer, holder=holder, x_t=x_t, mem_t=mem_t):
+            with torch.no_grad():
+                _, holder["state"] = mixer.step(x_t, holder["state"], **mem_t)
+
+        train_fns[name], decode_fns[name] = fwd_bwd, decode
+        rows[name] = {"mixer": name, "params": sum(p.numel() for p in mixer.parameters()),
+                      "paper": layers.info(name).paper, "state": layers.info(name).state}
+    progress(f"timing forward+backward of {len(names)} mixers side by side (B={B}, T={T}, d_model={d})")
+    t_train = measure_interleaved(train_fns, repeats=cfg.repeats, budget_s=cfg.budget_s, device=torch.device("cpu"))
+    progress(f"timing decode steps after a {T}-token prefill")
+    t_decode = measure_interleaved(decode_fns, repeats=cfg.decode_steps, budget_s=cfg.budget_s,
+                                   device=torch.device("cpu"), warmup={n: 2 for n in names})
+    for name in names:
+        rows[name].update(fwd_bwd_ms=t_train[name].ms, fwd_bwd_runs=len(t_train[name].runs_s),
+                          decode_step_ms=t_decode[name].ms, tokens_per_s=B * T / t_train[name].median_s)
+    if "gru" in rows:
+        for row in rows.values():
+            row["speedup_vs_gru"] = rows["gru"]["fwd_bwd_ms"] / row["fwd_bwd_ms"]
+    profiles = {name: _profile_categories(train_fns[name]) for name in cfg.profile if name in train_fns}
+    result = {
+        "config": asdict(cfg),
+        "environment": {"recurlab": __version__, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                        "allocator_tuned": perf.allocator_tuned()},
+        "rows": list(rows.values()),
+        "profiles": profiles,
+    }
+    (out_dir / "results.json").write_text(json.dumps(result, indent=2))
+    (out_dir / "results.md").write_text(render_markdown(result))
+    plot_layers(result, out_dir / "layers.png")
+    return result
+
+
+def render_markdown(result: dict) -> str:
+    cfg, env = result["config"], result["environment"]
+    lines = [
+        "# recurlab bench layers\n",
+        f"Token mixers at d_model={cfg['d_model']}, B={cfg['batch']}, T={cfg['seq_len']}, float32, CPU, "
+        f"{env['threads']} threads, torch {env['torch']}, allocator tuned: {env['allocator_tuned']}. "
+        "Forward+backward of the layer alone (median of the runs shown); decode step: one token after a "
+        f"{cfg['seq_len']}-token prefill (median of {cfg['decode_steps']}). Timed side by side, round-robin.\n",
+    ]
+    has_gru = any("speedup_vs_gru" in r for r in result["rows"])
+    header = ["mixer", "params", "fwd+bwd ms", "runs", "tokens/s (train)", "decode step ms"]
+    header += ["x vs gru (fwd+bwd)"] if has_gru else []
+    body = []
+    for r in result["rows"]:
+        row = [r["mixer"], f"{r['params']:,}", f"{r['fwd_bwd_ms']:.1f}", str(r["fwd_bwd_runs"]),
+               f"{r['tokens_per_s']:,.0f}", f"{r['decode_step_ms']:.3f}"]
+        if has_gru:
+            row.append(f"{r['speedup_vs_gru']:.1f}")
+        body.append(row)
+    lines.append(markdown_table(header, body))
+    if result["profiles"]:
+        lines.append("\n## Where the time goes (forward+backward, share of self CPU time)\n")
+        lines.append(markdown_table(["mixer", "matmul", "recurlab scans", "other"],
+                                    [[n, *(f"{100 * p[k]:.0f}%" for k in ("matmul", "recurlab scans", "other"))]
+                                     for n, p in result["profiles"].items()]))
+    return "\n".join(lines) + "\n"
+
+
+def plot_layers(result: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    names = [r["mixer"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, key, title in ((axes[0], "fwd_bwd_ms", "forward + backward (ms)"),
+                           (axes[1], "decode_step_ms", f"decode step after {result['config']['seq_len']} tokens (ms)")):
+        ax.bar(names, [r[key] for r in rows], color="tab:blue")
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.tick_params(axis="x", rotation=60)
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+    cfg = result["config"]
+    fig.suptitle(f"token mixers, d_model={cfg['d_model']}, B={cfg['batch']}, T={cfg['seq_len']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,82 @@
+"""Causal softmax attention with rotary positions (Vaswani et al. 2017, "Attention Is All You
+Need", eq. 1; RoPE: Su et al. 2021), and its sliding-window variant (`swa`, as in Longformer /
+Mistral / Samba): the quality baselines of every comparison.
+
+    q, k, v = x W_q, x W_k, x W_v       (H query heads, H_kv key/value heads: grouped-query if fewer)
+    q, k = RoPE(q, pos), RoPE(k, pos)
+    o = softmax(q kᵀ / sqrt(Dh) + causal [+ window] mask) v,   y = o W_o
+
+State: a KVCache (recurlab.ops.KVCache) holding every past key and value, or
+only the last ``window - 1`` for ``swa``: memory grows with the context for
+full attention, which is the cost recurrent mixers avoid.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import ops
+from .base import TokenMixer
+from .registry import register
+from .rotary import rotary
+
+
+@register("attention", kind="token", paper="Vaswani et al. 2017, softmax attention + RoPE",
+          state="KV cache: 2 * d_kv per past token")
+class Attention(TokenMixer):
+    window: int | None = None
+
+    def __init__(self, d_model: int, n_heads: int | None = None, n_kv_heads: int | None = None,
+                 rope_base: float = 10000.0, window: int | None = None):
+        super().__init__(d_model)
+        self.n_heads = n_heads or max(1, d_model // 64)
+        self.n_kv_heads = n_kv_heads or self.n_heads
+        if d_model % self.n_heads or self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads={self.n_heads} must divide d_model={d_model}, and n_kv_heads={self.n_kv_heads} n_heads")
+        self.head_dim = d_model // self.n_heads
+        if self.head_dim % 2:
+            raise ValueError(f"head dimension d_model / n_heads = {self.head_dim} must be even for rotary positions")
+        self.rope_base = rope_base
+        self.window = window if window is not None else type(self).window
+        if self.window is not None and self.window < 1:
+            raise ValueError(f"window must be a positive number of tokens, got {self.window}")
+        kv = self.n_kv_heads * self.head_dim
+        self.q_proj = nn.Linear(d_model, d_model, bias=False)
+        self.k_proj = nn.Linear(d_model, kv, bias=False)
+        self.v_proj = nn.Linear(d_model, kv, bias=False)
+        self.o_proj = nn.Linear(d_model, d_model, bias=False)
+
+    def project(self, x, start: int):
+        """q (B, T, H, Dh), k, v (B, T, H_kv, Dh) with rotary positions start..start+T-1."""
+        B, T, _ = x.shape
+        positions = torch.arange(start, start + T, device=x.device)
+        q = rotary(self.q_proj(x).view(B, T, self.n_heads, self.head_dim), positions, self.rope_base)
+        k = rotary(self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim), positions, self.rope_base)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim)
+        return q, k, v
+
+    def forward(self, x, state=None):
+        self.check_sequence(x)
+        cache = state if state is not None else ops.KVCache(self.window)
+        q, k, v = self.project(x, cache.offset)
+        o, cache = ops.attention(q, k, v, window=self.window, cache=cache)
+        return self.o_proj(o.flatten(-2)), cache
+
+    def step(self, x_t, state=None):
+        self.check_token(x_t)
+        y, cache = self.forward(x_t.unsqueeze(1), state)
+        return y.squeeze(1), cache
+
+    def init_state(self, batch_size, device=None, dtype=None):
+        return ops.KVCache(self.window)
+
+
+@register("swa", kind="token", paper="sliding-window attention (Beltagy et al. 2020; Samba 2024) + RoPE",
+          state="KV cache of the last window - 1 tokens")
+class SlidingWindowAttention(Attention):
+    window = 128
+
+    def __init__(self, d_model: int, n_heads: int | None = None, n_kv_heads: int | None = None,
+                 rope_base: float = 10000.0, window: int = 128):
+        super().__init__(d_model, n_heads, n_kv_heads, rope_base, window)

@@ -1,0 +1,66 @@
+"""Position-wise channel mixers: the Transformer MLP and the GLU family.
+
+    mlp:     y = W_2 GELU(W_1 x)                               (Vaswani et al. 2017; GELU: Hendrycks & Gimpel 2016)
+    glu:     y = W_2 (σ(W x) ⊙ V x)                            (Dauphin et al. 2017; Shazeer 2020, "GLU Variants
+    swiglu:  y = W_2 (Swish(W x) ⊙ V x)                          Improve Transformer", eqs. 5-6)
+    geglu:   y = W_2 (GELU(W x) ⊙ V x)
+
+Hidden width: 4 d_model for mlp; 8/3 d_model (rounded up to a multiple of 8)
+for the gated ones, so all have about 8 d_model² weights. The Activator
+paper's GLU-as-core design is a model configuration of these (see docs/layers.md).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import nn
+
+from .base import ChannelMixer
+from .registry import register
+
+
+def gated_hidden_size(d_model: int) -> int:
+    return -(-(8 * d_model // 3) // 8) * 8
+
+
+@register("mlp", kind="channel", paper="Vaswani et al. 2017, Transformer MLP (GELU)")
+class MLP(ChannelMixer):
+    def __init__(self, d_model: int, hidden_size: int | None = None, bias: bool = False):
+        super().__init__(d_model)
+        hidden = hidden_size or 4 * d_model
+        self.up = nn.Linear(d_model, hidden, bias=bias)
+        self.down = nn.Linear(hidden, d_model, bias=bias)
+
+    def forward(self, x):
+        self.check_input(x)
+        return self.down(F.gelu(self.up(x)))
+
+
+class _GatedLinearUnit(ChannelMixer):
+    activation = staticmethod(F.sigmoid)
+
+    def __init__(self, d_model: int, hidden_size: int | None = None, bias: bool = False):
+        super().__init__(d_model)
+        hidden = hidden_size or gated_hidden_size(d_model)
+        self.gate_and_value = nn.Linear(d_model, 2 * hidden, bias=bias)
+        self.down = nn.Linear(hidden, d_model, bias=bias)
+
+    def forward(self, x):
+        self.check_input(x)
+        gate, value = self.gate_and_value(x).chunk(2, dim=-1)
+        return self.down(self.activation(gate) * value)
+
+
+@register("glu", kind="channel", paper="Dauphin et al. 2017 / Shazeer 2020, GLU")
+class GLU(_GatedLinearUnit):
+    activation = staticmethod(F.sigmoid)
+
+
+@register("swiglu", kind="channel", paper="Shazeer 2020, SwiGLU")
+class SwiGLU(_GatedLinearUnit):
+    activation = staticmethod(F.silu)
+
+
+@register("geglu", kind="channel", paper="Shazeer 2020, GeGLU")
+class GeGLU(_GatedLinearUnit):
+    activation = staticmethod(F.gelu)

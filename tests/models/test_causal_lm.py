@@ -1,0 +1,141 @@
+import json
+
+import pytest
+import torch
+
+from recurlab import layers
+from recurlab.models import CausalLM, ModelConfig
+from tests.layers.common import TINY, TOKEN_MIXERS
+
+PRODUCERS = ["mingru", "minlstm", "gla"]
+
+
+def tiny_config(mixer, **overrides):
+    names = [mixer] if isinstance(mixer, str) else mixer
+    kwargs = {n: {k: v for k, v in TINY[n].items() if k not in ("layer_idx", "n_layers", "memory_dim")}
+              for n in set(names)}
+    kwargs = {n: kw for n, kw in kwargs.items() if kw}
+    base = dict(vocab_size=16, d_model=16, n_layers=2, mixer=mixer, mixer_kwargs=kwargs)
+    if "gmu" in names:
+        base["memory_layer"] = 0
+    return ModelConfig(**{**base, **overrides})
+
+
+def model_kinds():
+    """Every token mixer as a 2-layer model; gmu reads the memory of a mingru layer below it."""
+    kinds = {name: name for name in TOKEN_MIXERS if name != "gmu"}
+    kinds["gmu"] = ["mingru", "gmu"]
+    kinds["hybrid"] = ["gla", "attention"]
+    kinds["sambay"] = ["swa", "gla", "gmu", "gmu"]
+    return kinds
+
+
+def build(kind, **overrides):
+    mixer = model_kinds()[kind]
+    extra = {"n_layers": len(mixer)} if isinstance(mixer, list) else {}
+    if kind == "sambay":
+        extra["memory_layer"] = 1
+    torch.manual_seed(0)
+    return CausalLM(tiny_config(mixer, **extra, **overrides))
+
+
+@pytest.mark.parametrize("kind", sorted(model_kinds()))
+def test_forward_logits_equal_repeated_step(kind):
+    model = build(kind).double()
+    ids = torch.randint(0, 16, (2, 11))
+    with torch.no_grad():
+        logits, _ = model(ids)
+        state, steps = None, []
+        for t in range(11):
+            logits_t, state = model.step(ids[:, t], state)
+            steps.append(logits_t)
+    torch.testing.assert_close(torch.stack(steps, 1), logits, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", sorted(model_kinds()))
+def test_a_two_layer_model_overfits_a_tiny_batch(kind):
+    model = build(kind)
+    gen = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 16, (4, 24), generator=gen)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(300):
+        logits, _ = model(ids[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 16), ids[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] <= 0.1 * losses[0], f"{kind}: loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+
+
+def test_config_round_trips_through_json(tmp_path):
+    config = ModelConfig(vocab_size=50, d_model=32, n_layers=4, mixer=["swa", "gla", "gmu", "gmu"],
+                         mixer_kwargs={"swa": {"window": 8}}, memory_layer=1, channel_mixer="geglu")
+    again = ModelConfig.from_json(config.to_json())
+    assert again == config
+    config.to_json(tmp_path / "config.json")
+    assert ModelConfig.from_json(tmp_path / "config.json") == config
+    model = CausalLM.from_config(json.loads(config.to_json()))
+    assert model.config == config
+    assert model.blocks[0].mixer.window == 8
+
+
+def test_config_errors_name_the_valid_choices():
+    with pytest.raises(ValueError, match="unknown model config key\\(s\\) 'layers'; valid keys: vocab_size, d_model, n_layers"):
+        CausalLM.from_config({"layers": 3})
+    with pytest.raises(ValueError, match="unknown token mixer 'transformer'; valid names: .*attention.*gla"):
+        ModelConfig(mixer="transformer")
+    with pytest.raises(ValueError, match="a list of n_layers=3 names, got 2"):
+        ModelConfig(n_layers=3, mixer=["gla", "gla"])
+    with pytest.raises(ValueError, match="unknown channel mixer 'relu'"):
+        ModelConfig(channel_mixer="relu")
+    with pytest.raises(ValueError, match="gmu layers, which read a memory: set memory_layer"):
+        ModelConfig(mixer=["gla", "gmu"])
+    with pytest.raises(ValueError, match="must come after memory_layer=1"):
+        ModelConfig(mixer=["gmu", "gla"], memory_layer=1)
+    with pytest.raises(ValueError, match="memory_layer=0 is a 'attention' layer, which produces no memory read-out; use one of: .*gla"):
+        CausalLM(ModelConfig(mixer=["attention", "gmu"], memory_layer=0))
+    with pytest.raises(ValueError, match="mixer_kwargs has an entry for 'swa', which no layer uses"):
+        ModelConfig(mixer="gla", mixer_kwargs={"swa": {"window": 4}})
+    with pytest.raises(ValueError, match="gla takes no argument\\(s\\) window"):
+        CausalLM(ModelConfig(mixer="gla", mixer_kwargs={"gla": {"window": 4}}))
+    with pytest.raises(ValueError, match="d_model must be a positive int"):
+        ModelConfig(d_model=0)
+
+
+def test_bad_input_ids():
+    model = build("gla")
+    with pytest.raises(ValueError, match=r"input ids must be an int64 tensor of shape \(B, T\)"):
+        model(torch.randn(2, 5))
+    with pytest.raises(ValueError, match=r"must lie in \[0, vocab_size=16\), got values in \[0, 16\]"):
+        model(torch.tensor([[0, 16]]))
+    with pytest.raises(ValueError, match=r"shape \(B,\)"):
+        model.step(torch.tensor([[1]]))
+    with pytest.raises(ValueError, match="state must be a list of 2 per-layer states"):
+        model(torch.tensor([[1]]), state=[None])
+
+
+def test_parameter_count_by_name():
+    model = build("sambay")
+    parts = model.num_parameters()
+    assert parts["total"] == sum(p.numel() for p in model.parameters())
+    assert sum(v for k, v in parts.items() if k != "total") == parts["total"]
+    assert "layers.2.mixer (gmu)" in parts and "head" not in parts  # tied head counted once
+    untied = CausalLM(tiny_config("gla", tie_embeddings=False))
+    assert untied.num_parameters()["head"] == 16 * 16
+
+
+def test_rwkv_gets_its_layer_depth():
+    model = CausalLM(ModelConfig(vocab_size=8, d_model=8, n_layers=3, mixer="rwkv"))
+    decays = [b.mixer.time_decay for b in model.blocks]
+    assert not torch.equal(decays[0], decays[2])
+
+
+def test_init_state_and_no_channel_mixer():
+    model = CausalLM(tiny_config("mingru", channel_mixer=None))
+    assert model.blocks[0].channel_mixer is None
+    state = model.init_state(3)
+    assert len(state) == 2 and state[0].shape == (3, 16)
+    logits, _ = model(torch.zeros(3, 4, dtype=torch.long), state)
+    assert logits.shape == (3, 4, 16)
