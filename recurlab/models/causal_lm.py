@@ -59,25 +59,20 @@ class CausalLM(nn.Module):
     def forward(self, input_ids: torch.Tensor, state: list | None = None) -> tuple[torch.Tensor, list]:
         """input_ids (B, T) int -> logits (B, T, vocab_size) and the per-layer states."""
         self._check_ids(input_ids, 2, "(B, T)")
-        x = self.embedding(input_ids)
-        states = self._layer_states(state)
-        memory = None
-        new_states = []
-        for i, block in enumerate(self.blocks):
-            x, s, m = block(x, states[i], memory=memory, produce_memory=i == self.config.memory_layer)
-            memory = m if m is not None else memory
-            new_states.append(s)
-        return self._logits(x), new_states
+        return self._run(input_ids, state, step=False)
 
     def step(self, token_ids: torch.Tensor, state: list | None = None) -> tuple[torch.Tensor, list]:
         """token_ids (B,) int -> logits (B, vocab_size) of the next token and the updated states."""
         self._check_ids(token_ids, 1, "(B,)")
-        x = self.embedding(token_ids)
+        return self._run(token_ids, state, step=True)
+
+    def _run(self, ids, state, step):
+        x = self.embedding(ids)
         states = self._layer_states(state)
-        memory = None
-        new_states = []
+        memory, new_states = None, []
         for i, block in enumerate(self.blocks):
-            x, s, m = block.step(x, states[i], memory=memory, produce_memory=i == self.config.memory_layer)
+            run = block.step if step else block
+            x, s, m = run(x, states[i], memory=memory, produce_memory=i == self.config.memory_layer)
             memory = m if m is not None else memory
             new_states.append(s)
         return self._logits(x), new_states

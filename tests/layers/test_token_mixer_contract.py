@@ -12,13 +12,8 @@ def test_every_token_mixer_has_tiny_test_arguments():
 
 
 def run_steps(mixer, x, state=None):
-    outs = []
     mem = memory_for(mixer, x)
-    for t in range(x.shape[1]):
-        kw = {"memory": mem["memory"][:, t]} if mem else {}
-        y_t, state = mixer.step(x[:, t], state, **kw)
-        outs.append(y_t)
-    return torch.stack(outs, 1), state
+    return run_steps_from(mixer, x, state, mem["memory"] if mem else None)
 
 
 @pytest.mark.parametrize("name", TOKEN_MIXERS)
