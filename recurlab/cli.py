@@ -72,6 +72,30 @@ def _cmd_bench_layers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    import json
+
+    from .train import Trainer, TrainConfig
+    from .train.distributed import teardown
+    from .train.tasks import SyntheticSetup, recall_model
+    from .train.trainer import seed_everything
+
+    setup = SyntheticSetup(task=args.task, seq_len=args.seq_len, num_kv_pairs=args.kv, vocab_size=args.vocab,
+                           train_examples=args.train_examples, eval_examples=args.eval_examples, data_seed=args.data_seed)
+    train, evaluation = setup.build()
+    seed_everything(args.seed)
+    model = recall_model(args.mixer if len(args.mixer) > 1 else args.mixer[0], args.d_model, args.vocab, args.n_layers)
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
+                         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
+                         precision=args.precision, early_stop_accuracy=args.early_stop, progress=not args.no_progress)
+    trainer = Trainer(model, train, evaluation, config, out_dir=args.out)
+    summary = trainer.fit(resume=args.resume)
+    if trainer.runtime.is_main:
+        print(json.dumps({"params": sum(p.numel() for p in model.parameters()), **summary}))
+    teardown()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recurlab", description="Efficient gated recurrent and recursive units.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +105,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     lay = sub.add_parser("layers", help="list every registered unit: paper, decoding state, parallel form")
     lay.set_defaults(func=_cmd_layers)
+
+    tr = sub.add_parser("train", help="train a model on a synthetic task (runs under torchrun too)")
+    tr.add_argument("--task", default="mqar", choices=["mqar", "ar", "copy"])
+    tr.add_argument("--mixer", nargs="+", default=["attention"], help="one token mixer, or one per layer")
+    tr.add_argument("--d-model", type=int, default=64)
+    tr.add_argument("--n-layers", type=int, default=2)
+    tr.add_argument("--seq-len", type=int, default=64)
+    tr.add_argument("--kv", type=int, default=4, help="key-value pairs (mqar) / tokens to copy (copy)")
+    tr.add_argument("--vocab", type=int, default=8192)
+    tr.add_argument("--train-examples", type=int, default=50_000)
+    tr.add_argument("--eval-examples", type=int, default=1_000)
+    tr.add_argument("--data-seed", type=int, default=0)
+    tr.add_argument("--steps", type=int, default=2000)
+    tr.add_argument("--batch-size", type=int, default=64)
+    tr.add_argument("--lr", type=float, default=3e-3)
+    tr.add_argument("--warmup", type=int, default=50)
+    tr.add_argument("--eval-every", type=int, default=100)
+    tr.add_argument("--checkpoint-every", type=int, default=0)
+    tr.add_argument("--early-stop", type=float, default=None, help="stop at this evaluation accuracy")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    tr.add_argument("--out", default=None, help="folder for checkpoint.pt and metrics.jsonl")
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    tr.add_argument("--no-progress", action="store_true")
+    tr.set_defaults(func=_cmd_train)
 
     bench = sub.add_parser("bench", help="benchmarks (not tests): real sizes, tables, JSON and plots")
     bench_sub = bench.add_subparsers(dest="bench", required=True)

@@ -66,7 +66,19 @@ class CausalLM(nn.Module):
         self._check_ids(token_ids, 1, "(B,)")
         return self._run(token_ids, state, step=True)
 
-    def _run(self, ids, state, step):
+    def features(self, input_ids: torch.Tensor, state: list | None = None) -> tuple[torch.Tensor, list]:
+        """The final-normed hidden states (B, T, d_model) instead of logits, and the states.
+
+        With :meth:`logits` this lets a loss compute the vocabulary projection only
+        where there are labels (MQAR labels 4 of 64 positions)."""
+        self._check_ids(input_ids, 2, "(B, T)")
+        return self._run(input_ids, state, step=False, project=False)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits (..., vocab_size) of final-normed hidden states (..., d_model)."""
+        return features @ self.embedding.weight.t() if self.head is None else self.head(features)
+
+    def _run(self, ids, state, step, project=True):
         x = self.embedding(ids)
         states = self._layer_states(state)
         memory, new_states = None, []
@@ -75,15 +87,12 @@ class CausalLM(nn.Module):
             x, s, m = run(x, states[i], memory=memory, produce_memory=i == self.config.memory_layer)
             memory = m if m is not None else memory
             new_states.append(s)
-        return self._logits(x), new_states
+        x = self.final_norm(x)
+        return (self.logits(x) if project else x), new_states
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> list:
         """The per-layer states before the first token."""
         return [block.mixer.init_state(batch_size, device, dtype) for block in self.blocks]
-
-    def _logits(self, x):
-        x = self.final_norm(x)
-        return x @ self.embedding.weight.t() if self.head is None else self.head(x)
 
     def _layer_states(self, state):
         if state is None:
