@@ -1,9 +1,12 @@
 """The ``recurlab`` command line.
 
+    recurlab demo                      the main job: the quick MQAR comparison (minutes on a CPU)
     recurlab info                      versions, threads, which op backends run here
     recurlab layers                    every registered unit, its paper and decoding state
     recurlab bench ops [--quick]       speed of every op backend vs nn.GRU and attention
     recurlab bench layers [--quick]    every token mixer side by side: params, fwd+bwd, decode step
+    recurlab bench mqar [--quick]      Zoology's associative-recall sweep over units, widths, lengths
+    recurlab train --task mqar ...     train one model (resumable; runs under torchrun)
 """
 
 from __future__ import annotations
@@ -96,12 +99,56 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mqar_config(args: argparse.Namespace, quick: bool):
+    from .bench.mqar import MQARBenchConfig
+
+    overrides = {k: tuple(v) for k, v in (("mixers", args.mixers), ("d_models", args.d_models),
+                                          ("seq_lens", args.seq_lens), ("lrs", args.lrs)) if v}
+    for name in ("vocab_size", "max_steps", "train_examples"):
+        if getattr(args, name, None):
+            overrides[name] = getattr(args, name)
+    return MQARBenchConfig.quick(**overrides) if quick else MQARBenchConfig(**overrides)
+
+
+def _cmd_bench_mqar(args: argparse.Namespace) -> int:
+    from .bench.mqar import render_markdown, run_mqar_bench
+
+    cfg = _mqar_config(args, args.quick)
+    result = run_mqar_bench(cfg, Path(args.out))
+    print(render_markdown(result))
+    print(f"wrote {Path(args.out) / 'results.json'}, results.md, runs.jsonl and the plot {Path(args.out) / 'mqar.png'}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    from .bench.mqar import MQARBenchConfig, render_markdown, run_mqar_bench
+
+    cfg = MQARBenchConfig.quick()
+    print("recurlab demo: how much associative recall does each unit lose against attention?\n"
+          f"Training {len(cfg.mixers) * len(cfg.d_models)} small models on MQAR (Zoology) — "
+          f"{', '.join(cfg.mixers)} at widths {', '.join(map(str, cfg.d_models))}, sequence length {cfg.seq_lens[0]}, "
+          f"{cfg.num_kv_pairs(cfg.seq_lens[0])} key-value pairs. About 5-10 minutes on 2 CPU cores.\n", flush=True)
+    start = time.perf_counter()
+    out = Path(args.out)
+    result = run_mqar_bench(cfg, out)
+    print("\n" + render_markdown(result))
+    print(f"plot: {out / 'mqar.png'}   (finished in {(time.perf_counter() - start) / 60:.1f} min; "
+          f"the full sweep: recurlab bench mqar; docs/mqar.md explains the protocol)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recurlab", description="Efficient gated recurrent and recursive units.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     info = sub.add_parser("info", help="versions, threads and the op backends available here (builds the CPU kernels)")
     info.set_defaults(func=_cmd_info)
+
+    demo = sub.add_parser("demo", help="the main job: the quick MQAR comparison of several units (minutes, CPU)")
+    demo.add_argument("--out", default="bench-results/demo", help="output folder (results, plot)")
+    demo.set_defaults(func=_cmd_demo)
 
     lay = sub.add_parser("layers", help="list every registered unit: paper, decoding state, parallel form")
     lay.set_defaults(func=_cmd_layers)
@@ -151,6 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
     blay.add_argument("--quick", action="store_true", help="T <= 512, 2 repeats")
     blay.add_argument("--out", default="bench-results/layers")
     blay.set_defaults(func=_cmd_bench_layers)
+    bmq = bench_sub.add_parser("mqar", help="Zoology's MQAR: accuracy of every unit vs width and length")
+    bmq.add_argument("--quick", action="store_true", help="the demo's settings")
+    bmq.add_argument("--mixers", nargs="+")
+    bmq.add_argument("--d-models", type=int, nargs="+")
+    bmq.add_argument("--seq-lens", type=int, nargs="+")
+    bmq.add_argument("--lrs", type=float, nargs="+")
+    bmq.add_argument("--vocab-size", type=int)
+    bmq.add_argument("--max-steps", type=int)
+    bmq.add_argument("--train-examples", type=int)
+    bmq.add_argument("--out", default="bench-results/mqar", help="output folder; an interrupted sweep resumes from it")
+    bmq.set_defaults(func=_cmd_bench_mqar)
     return parser
 
 

@@ -1,0 +1,40 @@
+import json
+
+from recurlab.bench.mqar import MQARBenchConfig, protocol_fingerprint, render_markdown, run_mqar_bench
+
+TINY = dict(mixers=("attention", "baseconv"), d_models=(16, 32), seq_lens=(16,), vocab_size=32, lrs=(3e-3, 1e-2),
+            train_examples=256, eval_examples=64, max_steps=20, batch_size=16, eval_every=10)
+
+
+def test_tiny_sweep_writes_rows_table_plot_and_resumes(tmp_path):
+    messages = []
+    result = run_mqar_bench(MQARBenchConfig(**TINY), tmp_path, progress=messages.append)
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert {(r["mixer"], r["d_model"]) for r in rows} == {("attention", 16), ("attention", 32), ("baseconv", 16), ("baseconv", 32)}
+    for r in rows:
+        assert {"mixer", "d_model", "seq_len", "num_kv_pairs", "lr", "accuracy", "params", "seconds"} <= set(r)
+        assert r["seq_len"] == 16 and r["num_kv_pairs"] == 1 and 0 <= r["accuracy"] <= 1
+    runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    for r in rows:  # the best of the learning rates tried
+        tried = [x["accuracy"] for x in runs if (x["mixer"], x["d_model"]) == (r["mixer"], r["d_model"])]
+        assert r["accuracy"] == max(tried)
+    assert "| attention |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "mqar.png").read_bytes()[:4] == b"\x89PNG"
+    # a second run reuses every finished run
+    messages.clear()
+    again = run_mqar_bench(MQARBenchConfig(**TINY), tmp_path, progress=messages.append)
+    assert again["rows"] == result["rows"] and messages == [f"reusing {len(runs)} finished runs from {tmp_path / 'runs.jsonl'}"]
+
+
+def test_a_changed_protocol_does_not_reuse_runs():
+    assert protocol_fingerprint(MQARBenchConfig(**TINY)) != protocol_fingerprint(MQARBenchConfig(**{**TINY, "max_steps": 30}))
+    assert protocol_fingerprint(MQARBenchConfig(**TINY)) == protocol_fingerprint(MQARBenchConfig(**{**TINY, "mixers": ("gla",)}))
+
+
+def test_quick_is_the_demo_setting():
+    q = MQARBenchConfig.quick()
+    assert q.seq_lens == (64,) and q.d_models == (64, 128) and "attention" in q.mixers and "baseconv" in q.mixers
+    assert q.num_kv_pairs(64) == 4
+    assert "L=64 d=64" in render_markdown({"config": vars(q) | {"kv_per_token": q.kv_per_token}, "rows": [
+        {"mixer": "attention", "d_model": 64, "seq_len": 64, "num_kv_pairs": 4, "lr": 3e-3, "accuracy": 1.0,
+         "params": 1, "steps": 1, "seconds": 1.0}]})
