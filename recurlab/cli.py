@@ -6,7 +6,9 @@
     recurlab bench ops [--quick]       speed of every op backend vs nn.GRU and attention
     recurlab bench layers [--quick]    every token mixer side by side: params, fwd+bwd, decode step
     recurlab bench mqar [--quick]      Zoology's associative-recall sweep over units, widths, lengths
-    recurlab train --task mqar ...     train one model (resumable; runs under torchrun)
+    recurlab train --preset lm-gla     train a small language model on the default corpus (resumable)
+    recurlab train --task mqar ...     train one model on a synthetic task (resumable; runs under torchrun)
+    recurlab generate --checkpoint D   continue a prompt with a saved model, streaming
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ def _cmd_bench_layers(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    if args.preset or args.config:
+        return _train_language_model(args)
     import json
 
     from .train import Trainer, TrainConfig
@@ -88,7 +92,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     train, evaluation = setup.build()
     seed_everything(args.seed)
     model = recall_model(args.mixer if len(args.mixer) > 1 else args.mixer[0], args.d_model, args.vocab, args.n_layers)
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
+    config = TrainConfig(steps=args.steps or 2000, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
                          eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
                          precision=args.precision, early_stop_accuracy=args.early_stop, progress=not args.no_progress)
     trainer = Trainer(model, train, evaluation, config, out_dir=args.out)
@@ -96,6 +100,81 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if trainer.runtime.is_main:
         print(json.dumps({"params": sum(p.numel() for p in model.parameters()), **summary}))
     teardown()
+    return 0
+
+
+def _train_language_model(args: argparse.Namespace) -> int:
+    import json
+    import math
+
+    from .models import CausalLM
+    from .train import Trainer, evaluate
+    from .train.distributed import teardown
+    from .train.lm import LMSetup, bits_per_byte
+    from .train.trainer import seed_everything
+
+    setup = LMSetup.preset(args.preset) if args.preset else LMSetup.from_file(args.config)
+    if args.data:
+        setup.data = {"path": args.data}
+    if args.hf_dataset:
+        setup.data = {"hf_dataset": args.hf_dataset}
+    if args.steps:
+        setup.train["steps"] = args.steps
+    setup.train.update(seed=args.seed, precision=args.precision, progress=not args.no_progress,
+                       checkpoint_every=args.checkpoint_every)
+    out = Path(args.out or f"runs/{args.preset or Path(args.config).stem}")
+    model_config, train_config, tokenizer, train_task, val_task, val_bytes, unigram_bpb = setup.build()
+    seed_everything(args.seed)
+    model = CausalLM(model_config)
+    params = model.num_parameters()["total"]
+    print(f"{args.preset or args.config}: {params:,} parameters, {len(train_task):,} training sequences of "
+          f"{setup.seq_len} tokens; unigram baseline {unigram_bpb:.3f} bits per byte", flush=True)
+    trainer = Trainer(model, train_task, val_task, train_config, out_dir=out)
+    summary = trainer.fit(resume=args.resume)
+    if trainer.runtime.is_main:
+        final = evaluate(model, val_task, train_config.eval_batch_size, trainer.runtime.device)
+        bpb = bits_per_byte(final["loss"], val_task.inputs.numel(), val_bytes)
+        tokens_per_s = summary["step"] * train_config.batch_size * setup.seq_len / max(summary["seconds"], 1e-9)
+        model.save_pretrained(out / "model", tokenizer)
+        result = {"run": args.preset or str(args.config), "params": params, "val_loss": final["loss"],
+                  "val_bits_per_byte": bpb, "unigram_bits_per_byte": unigram_bpb, "perplexity": math.exp(final["loss"]),
+                  "train_tokens_per_s": tokens_per_s, "steps": summary["step"], "train_seconds": summary["seconds"]}
+        (out / "lm_summary.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result))
+        print(f"saved the model to {out / 'model'}; try: recurlab generate --checkpoint {out / 'model'} --prompt 'And God said'")
+    teardown()
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    import codecs
+    import sys as _sys
+
+    import torch
+
+    from .models import CausalLM
+    from .models.generation import stream
+    from .models.pretrained import load_tokenizer
+
+    directory = Path(args.checkpoint)
+    if not (directory / "config.json").exists() and (directory / "model" / "config.json").exists():
+        directory = directory / "model"  # a training run's folder
+    model = CausalLM.from_pretrained(directory)
+    tokenizer = load_tokenizer(directory)
+    if tokenizer is None:
+        raise SystemExit(f"{directory} has no tokenizer saved with the model; it cannot decode text")
+    ids = tokenizer.encode(args.prompt).unsqueeze(0)
+    if ids.numel() == 0:
+        raise SystemExit("--prompt must not be empty")
+    out = _sys.stdout
+    out.write(args.prompt)
+    out.flush()
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace") if tokenizer.name == "bytes" else None
+    for token in stream(model, ids, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed):
+        piece = decoder.decode(bytes([int(token[0])])) if decoder else tokenizer.decode([int(token[0])])
+        out.write(piece)
+        out.flush()
+    out.write("\n")
     return 0
 
 
@@ -139,6 +218,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_decode(args: argparse.Namespace) -> int:
+    from .bench.decode import DecodeBenchConfig, render_markdown, run_decode_bench
+
+    overrides = {}
+    if args.presets:
+        overrides["presets"] = tuple(args.presets)
+    if args.batch_sizes:
+        overrides["batch_sizes"] = tuple(args.batch_sizes)
+    if args.max_new_tokens:
+        overrides["max_new_tokens"] = args.max_new_tokens
+    if args.prompt_len:
+        overrides["prompt_len"] = args.prompt_len
+    cfg = DecodeBenchConfig.quick(**overrides) if args.quick else DecodeBenchConfig(**overrides)
+    result = run_decode_bench(cfg, Path(args.out))
+    print(render_markdown(result))
+    print(f"wrote {Path(args.out) / 'results.json'}, results.md and decode.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recurlab", description="Efficient gated recurrent and recursive units.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,7 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     lay = sub.add_parser("layers", help="list every registered unit: paper, decoding state, parallel form")
     lay.set_defaults(func=_cmd_layers)
 
-    tr = sub.add_parser("train", help="train a model on a synthetic task (runs under torchrun too)")
+    tr = sub.add_parser("train", help="train a language model (--preset/--config) or a model on a synthetic task; "
+                                      "resumable, runs under torchrun too")
+    tr.add_argument("--preset", help="a language-model preset: lm-attention, lm-gla, lm-mingru, lm-gam, lm-rwkv, "
+                                     "lm-liger, lm-sambay")
+    tr.add_argument("--config", help="a JSON file with model, train, seq_len, tokenizer and data sections")
+    tr.add_argument("--data", help="language modelling text: a .txt file or a folder of them (default corpus: KJV)")
+    tr.add_argument("--hf-dataset", help="a Hugging Face dataset folder saved with save_to_disk (column 'text')")
     tr.add_argument("--task", default="mqar", choices=["mqar", "ar", "copy"])
     tr.add_argument("--mixer", nargs="+", default=["attention"], help="one token mixer, or one per layer")
     tr.add_argument("--d-model", type=int, default=64)
@@ -164,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--train-examples", type=int, default=50_000)
     tr.add_argument("--eval-examples", type=int, default=1_000)
     tr.add_argument("--data-seed", type=int, default=0)
-    tr.add_argument("--steps", type=int, default=2000)
+    tr.add_argument("--steps", type=int, default=None, help="optimizer steps (default: 2000 or the preset's)")
     tr.add_argument("--batch-size", type=int, default=64)
     tr.add_argument("--lr", type=float, default=3e-3)
     tr.add_argument("--warmup", type=int, default=50)
@@ -177,6 +281,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_cmd_train)
+
+    gen = sub.add_parser("generate", help="continue a prompt with a saved model, streaming the text")
+    gen.add_argument("--checkpoint", required=True, help="a folder written by save_pretrained (or a training run)")
+    gen.add_argument("--prompt", required=True)
+    gen.add_argument("--max-new-tokens", type=int, default=300)
+    gen.add_argument("--temperature", type=float, default=0.8, help="0: greedy")
+    gen.add_argument("--top-k", type=int, default=None)
+    gen.add_argument("--top-p", type=float, default=None)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.set_defaults(func=_cmd_generate)
 
     bench = sub.add_parser("bench", help="benchmarks (not tests): real sizes, tables, JSON and plots")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
@@ -209,6 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
     bmq.add_argument("--train-examples", type=int)
     bmq.add_argument("--out", default="bench-results/mqar", help="output folder; an interrupted sweep resumes from it")
     bmq.set_defaults(func=_cmd_bench_mqar)
+    bdec = bench_sub.add_parser("decode", help="decoding throughput and state memory vs generated length, and prefill")
+    bdec.add_argument("--quick", action="store_true", help="256-token prompt, 1024 new tokens")
+    bdec.add_argument("--presets", nargs="+", help="language-model presets to compare")
+    bdec.add_argument("--batch-sizes", type=int, nargs="+")
+    bdec.add_argument("--prompt-len", type=int)
+    bdec.add_argument("--max-new-tokens", type=int)
+    bdec.add_argument("--out", default="bench-results/decode")
+    bdec.set_defaults(func=_cmd_bench_decode)
     return parser
 
 

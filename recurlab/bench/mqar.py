@@ -39,7 +39,7 @@ DEFAULT_MIXERS = ("attention", "gla", "mingru", "gam", "rwkv", "baseconv", "hyen
 @dataclass
 class MQARBenchConfig:
     mixers: tuple[str, ...] = DEFAULT_MIXERS
-    d_models: tuple[int, ...] = (64, 128, 256)
+    d_models: tuple[int, ...] = (64, 128)
     seq_lens: tuple[int, ...] = (64, 128, 256)
     kv_per_token: float = 1 / 16  # num_kv_pairs = seq_len / 16: Zoology's (64, 4), (128, 8), (256, 16)
     vocab_size: int = 512
@@ -119,6 +119,11 @@ def run_mqar_bench(cfg: MQARBenchConfig, out_dir: Path, progress=tqdm.write) -> 
                          f"({row['steps']} steps, {row['seconds']:.0f} s)")
             if row["accuracy"] >= cfg.early_stop_accuracy:
                 break  # no other learning rate can do better
+        result = _write_results(cfg, done, out_dir)  # after every model, so an interrupted sweep still reports
+    return result
+
+
+def _write_results(cfg: MQARBenchConfig, done: dict, out_dir: Path) -> dict:
     rows = _best_rows([done[k] for k in done if k[0] in cfg.mixers and k[1] in cfg.d_models and k[2] in cfg.seq_lens
                        and k[3] in cfg.lrs])
     result = {"config": asdict(cfg), "environment": {"recurlab": __version__, "torch": torch.__version__,

@@ -109,6 +109,29 @@ class CausalLM(nn.Module):
             raise ValueError(f"input ids must lie in [0, vocab_size={self.config.vocab_size}), "
                              f"got values in [{int(ids.min())}, {int(ids.max())}]")
 
+    # ------------------------------------------------------------------ generation and files
+
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> torch.Tensor:
+        """Prompt (B, T) followed by max_new_tokens new tokens: a parallel prefill, then ``step`` per token.
+        temperature 0 is greedy; top_k / top_p restrict sampling; seed makes it repeatable."""
+        from .generation import generate
+
+        return generate(self, input_ids, max_new_tokens, temperature, top_k, top_p, seed)
+
+    def save_pretrained(self, directory, tokenizer=None):
+        """Write config.json and model.safetensors (and the tokenizer, if given) to ``directory``."""
+        from .pretrained import save_pretrained
+
+        return save_pretrained(self, directory, tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, directory, map_location="cpu") -> "CausalLM":
+        """Load what :meth:`save_pretrained` wrote; mismatched files raise ValueError naming the tensors."""
+        from .pretrained import load_pretrained
+
+        return load_pretrained(cls, directory, map_location)
+
     # ------------------------------------------------------------------ size
 
     def num_parameters(self) -> "OrderedDict[str, int]":

@@ -1,0 +1,203 @@
+"""``recurlab bench decode``: what a fixed-size state buys at inference.
+
+For each model (the language-model presets: attention, recurrent units and the
+SambaY-style hybrid, all about 4-5 M parameters) and batch size, it prefills a
+prompt of ``prompt_len`` tokens, then decodes greedily up to ``max_new_tokens``,
+recording at each checkpoint length
+
+- decoding throughput over the last segment (new tokens per second, all sequences of the batch),
+- the memory of the decoding state (every state tensor, KV caches at their allocated capacity),
+- the process's peak resident memory (each model runs in a fresh process, so it is its own).
+
+It also times the prefill (one parallel forward) for several prompt lengths.
+Weights are random: speed and memory do not depend on them.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import resource
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import __version__, ops, perf
+from .report import markdown_table
+
+DEFAULT_PRESETS = ("lm-attention", "lm-gla", "lm-mingru", "lm-rwkv", "lm-gam", "lm-sambay")
+
+
+@dataclass
+class DecodeBenchConfig:
+    presets: tuple[str, ...] = DEFAULT_PRESETS
+    batch_sizes: tuple[int, ...] = (1, 8)
+    prompt_len: int = 2048
+    max_new_tokens: int = 32768
+    prefill_lens: tuple[int, ...] = (256, 512, 1024, 2048, 4096)
+    seed: int = 0
+
+    @classmethod
+    def quick(cls, **overrides) -> "DecodeBenchConfig":
+        return cls(**{"prompt_len": 256, "max_new_tokens": 1024, "prefill_lens": (128, 256), **overrides})
+
+    def checkpoints(self) -> list[int]:
+        points, n = [], 1024
+        while n < self.max_new_tokens:
+            points.append(n)
+            n *= 2
+        return points + [self.max_new_tokens]
+
+
+def state_bytes(state) -> int:
+    """Bytes held by a decoding state (nested lists/tuples of tensors and KV caches)."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, ops.KVCache):
+        return state.nbytes()
+    if isinstance(state, (list, tuple)):
+        return sum(state_bytes(s) for s in state)
+    return 0
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _measure(args) -> dict:
+    """One (preset, batch) in its own process: decode rows and prefill rows."""
+    preset, batch, cfg_dict = args
+    cfg = DecodeBenchConfig(**cfg_dict)
+    from ..models import CausalLM, ModelConfig
+    from ..train.lm import LMSetup
+
+    perf.tune_cpu_allocator()
+    torch.manual_seed(cfg.seed)
+    model = CausalLM(ModelConfig.from_dict(LMSetup.preset(preset).model)).eval()
+    params = model.num_parameters()["total"]
+    vocab = model.config.vocab_size
+    base_rss = _peak_rss_mb()
+    rows, prefill = [], []
+    with torch.no_grad():
+        if batch == 1:
+            for n in cfg.prefill_lens:
+                ids = torch.randint(0, vocab, (1, n))
+                model(ids[:, :16])  # warm-up
+                start = time.perf_counter()
+                model(ids)
+                prefill.append({"model": preset, "prompt_len": n, "prefill_ms": 1e3 * (time.perf_counter() - start)})
+        prompt = torch.randint(0, vocab, (batch, cfg.prompt_len))
+        logits, state = model(prompt)
+        token = logits[:, -1].argmax(-1)
+        done, seg_start, total_start = 0, time.perf_counter(), time.perf_counter()
+        last_done = 0
+        for point in cfg.checkpoints():
+            while done < point:
+                logits, state = model.step(token, state)
+                token = logits.argmax(-1)
+                done += 1
+            now = time.perf_counter()
+            rows.append({"model": preset, "params": params, "batch": batch, "generated": done,
+                         "tokens_per_s": batch * (done - last_done) / (now - seg_start),
+                         "cumulative_tokens_per_s": batch * done / (now - total_start),
+                         "state_mb": state_bytes(state) / 2**20, "peak_rss_mb": _peak_rss_mb(),
+                         "rss_over_model_mb": _peak_rss_mb() - base_rss})
+            seg_start, last_done = time.perf_counter(), done
+    return {"rows": rows, "prefill": prefill}
+
+
+def run_decode_bench(cfg: DecodeBenchConfig, out_dir: Path, progress=tqdm.write) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(p, b, asdict(cfg)) for b in cfg.batch_sizes for p in cfg.presets]
+    rows, prefill = [], []
+    ctx = multiprocessing.get_context("spawn")
+    for job in tqdm(jobs, desc="decode", unit="model"):
+        with ctx.Pool(1) as pool:  # a fresh process per model: its peak memory is its own
+            out = pool.apply(_measure, (job,))
+        rows += out["rows"]
+        prefill += out["prefill"]
+        last = out["rows"][-1]
+        progress(f"{job[0]:<14} batch {job[1]}: {last['generated']} tokens, {last['tokens_per_s']:,.0f} tokens/s at the end, "
+                 f"state {last['state_mb']:.1f} MB")
+    result = {"config": asdict(cfg), "environment": {"recurlab": __version__, "torch": torch.__version__,
+                                                     "threads": torch.get_num_threads()},
+              "rows": rows, "prefill": prefill}
+    (out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out_dir / "results.md").write_text(render_markdown(result))
+    plot_decode(result, out_dir / "decode.png")
+    return result
+
+
+def render_markdown(result: dict) -> str:
+    cfg, rows = result["config"], result["rows"]
+    lines = ["# recurlab bench decode\n",
+             f"Greedy decoding after a {cfg['prompt_len']}-token prompt, float32 on CPU, {result['environment']['threads']} "
+             "threads, random weights. tokens/s: new tokens per second over the segment ending at that length, "
+             "summed over the batch. State: every decoding-state tensor (KV caches at allocated capacity).\n"]
+    for batch in cfg["batch_sizes"]:
+        sub = [r for r in rows if r["batch"] == batch]
+        lengths = sorted({r["generated"] for r in sub})
+        models = list(dict.fromkeys(r["model"] for r in sub))
+        by = {(r["model"], r["generated"]): r for r in sub}
+        lines.append(f"\n## Batch {batch}: tokens/s (state MB)\n")
+        header = ["model", "params"] + [f"{n:,} new" for n in lengths]
+        body = [[m, f"{by[(m, lengths[0])]['params']:,}"] +
+                [f"{by[(m, n)]['tokens_per_s']:,.0f} ({by[(m, n)]['state_mb']:.3g})" if (m, n) in by else "—"
+                 for n in lengths] for m in models]
+        lines.append(markdown_table(header, body))
+        last = lengths[-1]
+        if ("lm-attention", last) in by:
+            base = by[("lm-attention", last)]["tokens_per_s"]
+            lines.append(f"\nThroughput at {last:,} new tokens relative to attention: " + ", ".join(
+                f"{m} {by[(m, last)]['tokens_per_s'] / base:.1f}x" for m in models if (m, last) in by) + ".")
+        lines.append("\nPeak resident memory of each model's process (MB): " + ", ".join(
+            f"{m} {max(r['peak_rss_mb'] for r in sub if r['model'] == m):,.0f}" for m in models) + ".")
+    if result["prefill"]:
+        lens = sorted({r["prompt_len"] for r in result["prefill"]})
+        by = {(r["model"], r["prompt_len"]): r["prefill_ms"] for r in result["prefill"]}
+        models = list(dict.fromkeys(r["model"] for r in result["prefill"]))
+        lines.append("\n## Prefill time (ms, batch 1) vs prompt length\n")
+        lines.append(markdown_table(["model"] + [str(n) for n in lens],
+                                    [[m] + [f"{by[(m, n)]:.0f}" for n in lens] for m in models]))
+    return "\n".join(lines) + "\n"
+
+
+def plot_decode(result: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    styles = {b: s for b, s in zip(result["config"]["batch_sizes"], ["-", "--", ":", "-."])}
+    models = list(dict.fromkeys(r["model"] for r in result["rows"]))
+    colors = {m: f"C{i}" for i, m in enumerate(models)}
+    for (ax, key, title) in ((axes[0], "tokens_per_s", "decoding throughput (tokens/s)"),
+                             (axes[1], "state_mb", "decoding state (MB)")):
+        for m in models:
+            for b, style in styles.items():
+                pts = [(r["generated"], r[key]) for r in result["rows"] if r["model"] == m and r["batch"] == b]
+                if pts:
+                    ax.plot(*zip(*pts), style, marker="o", color=colors[m], label=f"{m}, batch {b}")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel(f"tokens generated after a {result['config']['prompt_len']}-token prompt")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    for m in models:
+        pts = sorted((r["prompt_len"], r["prefill_ms"]) for r in result["prefill"] if r["model"] == m)
+        if pts:
+            axes[2].plot(*zip(*pts), marker="o", color=colors[m], label=m)
+    axes[2].set_xscale("log", base=2)
+    axes[2].set_yscale("log")
+    axes[2].set_xlabel("prompt length")
+    axes[2].set_title("prefill time, batch 1 (ms)")
+    axes[2].grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,86 @@
+"""Save and load models in the ecosystem's format: ``config.json`` + ``model.safetensors``.
+
+    model.save_pretrained("runs/lm-gla/model", tokenizer=tok)
+    model = CausalLM.from_pretrained("runs/lm-gla/model")
+    tok = load_tokenizer("runs/lm-gla/model")          # if one was saved
+
+``config.json`` holds the format name and version, the recurlab version that wrote
+it, the model configuration and, optionally, the tokenizer. Loading refuses files
+of another format version and state dicts with missing, unexpected or mis-shaped
+tensors, naming them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .. import __version__
+from .config import ModelConfig
+
+FORMAT = "recurlab-causal-lm"
+FORMAT_VERSION = 1
+
+
+def save_pretrained(model, directory: str | Path, tokenizer=None) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = directory / "model.safetensors.tmp"
+    save_file(tensors, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+    os.replace(tmp, directory / "model.safetensors")
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "recurlab_version": __version__,
+            "model": model.config.to_dict()}
+    if tokenizer is not None:
+        meta["tokenizer"] = tokenizer.to_dict()
+    tmp = directory / "config.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, directory / "config.json")
+    return directory
+
+
+def read_config(directory: str | Path) -> dict:
+    path = Path(directory) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no config.json in {directory}: not a saved recurlab model")
+    meta = json.loads(path.read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a {FORMAT} file (format={meta.get('format')!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path} has format version {meta.get('format_version')} (written by recurlab "
+                         f"{meta.get('recurlab_version')}); this recurlab ({__version__}) reads version {FORMAT_VERSION}")
+    return meta
+
+
+def load_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu"):
+    meta = read_config(directory)
+    model = cls(ModelConfig.from_dict(meta["model"]))
+    weights_path = Path(directory) / "model.safetensors"
+    if not weights_path.exists():
+        raise FileNotFoundError(f"no model.safetensors in {directory}")
+    weights = load_file(str(weights_path), device=str(map_location))
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        parts = ([f"missing tensors: {', '.join(missing)}"] if missing else []) + \
+                ([f"unexpected tensors: {', '.join(unexpected)}"] if unexpected else [])
+        raise ValueError(f"{weights_path} does not match the model in config.json: " + "; ".join(parts))
+    wrong = [f"{k} {tuple(weights[k].shape)} (model: {tuple(expected[k].shape)})" for k in expected
+             if weights[k].shape != expected[k].shape]
+    if wrong:
+        raise ValueError(f"{weights_path} has tensors of the wrong shape: {', '.join(wrong)}")
+    model.load_state_dict(weights)
+    return model.to(map_location)
+
+
+def load_tokenizer(directory: str | Path):
+    """The tokenizer saved with the model, or None."""
+    from ..tasks.text import tokenizer_from_dict
+
+    spec = read_config(directory).get("tokenizer")
+    return tokenizer_from_dict(spec) if spec else None

@@ -1,0 +1,32 @@
+import json
+
+import torch
+
+from recurlab import ops
+from recurlab.bench.decode import DecodeBenchConfig, run_decode_bench, state_bytes
+
+
+def test_state_bytes_counts_tensors_and_caches():
+    cache = ops.KVCache()
+    with torch.no_grad():
+        ops.attention(torch.randn(1, 3, 2, 4), torch.randn(1, 3, 2, 4), torch.randn(1, 3, 2, 4), cache=cache)
+    state = [torch.zeros(2, 3), (torch.zeros(4, dtype=torch.float64), cache), None]
+    assert state_bytes(state) == 2 * 3 * 4 + 4 * 8 + cache.nbytes()
+    assert cache.nbytes() == 2 * 16 * 2 * 4 * 4  # capacity 16 tokens, keys and values
+
+
+def test_tiny_decode_bench_shows_flat_and_growing_state(tmp_path):
+    cfg = DecodeBenchConfig(presets=("lm-attention", "lm-mingru"), batch_sizes=(1,), prompt_len=16,
+                            max_new_tokens=2048, prefill_lens=(16, 32))
+    result = run_decode_bench(cfg, tmp_path, progress=lambda m: None)
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    for model in ("lm-attention", "lm-mingru"):
+        got = [r for r in rows if r["model"] == model]
+        assert [r["generated"] for r in got] == [1024, 2048]
+        assert all(r["tokens_per_s"] > 0 and r["peak_rss_mb"] > 0 for r in got)
+    att = [r["state_mb"] for r in rows if r["model"] == "lm-attention"]
+    rnn = [r["state_mb"] for r in rows if r["model"] == "lm-mingru"]
+    assert att[1] > att[0] and rnn[0] == rnn[1]  # the KV cache grows, the recurrent state does not
+    assert {r["prompt_len"] for r in result["prefill"]} == {16, 32}
+    assert "relative to attention" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "decode.png").read_bytes()[:4] == b"\x89PNG"

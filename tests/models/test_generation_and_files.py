@@ -1,0 +1,105 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from recurlab.models import CausalLM, ModelConfig
+from recurlab.models.generation import sample_next
+from recurlab.models.pretrained import load_tokenizer
+from recurlab.tasks.text import ByteTokenizer
+from recurlab.train.lm import PRESETS, LMSetup
+from tests.models.test_causal_lm import build, model_kinds
+
+
+@pytest.mark.parametrize("kind", ["attention", "gla", "mingru", "rwkv", "liger", "sambay", "hybrid", "hyena"])
+def test_greedy_generation_with_states_equals_repeated_full_forwards(kind):
+    model = build(kind).double()
+    prompt = torch.randint(0, 16, (2, 5))
+    out = model.generate(prompt, max_new_tokens=12, temperature=0)
+    assert out.shape == (2, 17) and torch.equal(out[:, :5], prompt)
+    ids = prompt
+    with torch.no_grad():
+        for _ in range(12):
+            logits, _ = model(ids)  # the whole sequence again, no state
+            ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], 1)
+    assert torch.equal(out, ids)
+
+
+def test_sampling_is_seeded_and_respects_top_k_and_top_p():
+    model = build("mingru")
+    prompt = torch.randint(0, 16, (3, 4))
+    a = model.generate(prompt, 20, temperature=1.0, seed=7)
+    b = model.generate(prompt, 20, temperature=1.0, seed=7)
+    c = model.generate(prompt, 20, temperature=1.0, seed=8)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    logits = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
+    gen = torch.Generator().manual_seed(0)
+    assert {int(sample_next(logits, 1.0, top_k=1, generator=gen)) for _ in range(20)} == {3}
+    picks = {int(sample_next(logits, 1.0, top_k=2, generator=gen)) for _ in range(200)}
+    assert picks == {2, 3}
+    # top_p = 0.5: the most likely token alone holds 64% of the mass
+    assert {int(sample_next(logits, 1.0, top_p=0.5, generator=gen)) for _ in range(50)} == {3}
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        model.generate(prompt, 3, temperature=-1)
+    with pytest.raises(ValueError, match="top_p must be in \\(0, 1\\]"):
+        model.generate(prompt, 3, top_p=1.5)
+    assert torch.equal(model.generate(prompt, 0), prompt)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_round_trips_through_save_and_load(name, tmp_path):
+    config = ModelConfig.from_dict(LMSetup.preset(name).model)
+    torch.manual_seed(0)
+    model = CausalLM(config)
+    model.save_pretrained(tmp_path, tokenizer=ByteTokenizer())
+    loaded = CausalLM.from_pretrained(tmp_path)
+    assert loaded.config == config
+    ids = torch.randint(0, 256, (2, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids)[0], model(ids)[0], rtol=0, atol=0)
+    assert isinstance(load_tokenizer(tmp_path), ByteTokenizer)
+    assert json.loads((tmp_path / "config.json").read_text())["format_version"] == 1
+
+
+def test_loading_a_mismatched_checkpoint_names_the_tensors(tmp_path):
+    model = build("gla")
+    model.save_pretrained(tmp_path)
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    weights["extra.weight"] = torch.zeros(2)
+    del weights["final_norm.weight"]
+    save_file(weights, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match="missing tensors: final_norm.weight; unexpected tensors: extra.weight"):
+        CausalLM.from_pretrained(tmp_path)
+    model.save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["format_version"] = 99
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="format version 99"):
+        CausalLM.from_pretrained(tmp_path)
+    model.save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["model"]["d_model"] = 32
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="wrong shape: embedding.weight \\(16, 16\\) \\(model: \\(16, 32\\)\\)"):
+        CausalLM.from_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        CausalLM.from_pretrained(tmp_path / "nowhere")
+
+
+def test_train_preset_then_generate_from_the_command_line(tmp_path):
+    text = "".join(f"And God said unto Moses, Speak unto the children of Israel, day {i}.\n" for i in range(400))
+    (tmp_path / "t.txt").write_text(text)
+    run = subprocess.run([sys.executable, "-m", "recurlab.cli", "train", "--preset", "lm-mingru", "--data",
+                          str(tmp_path / "t.txt"), "--steps", "3", "--out", str(tmp_path / "run"), "--no-progress"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "lm_summary.json").read_text())
+    assert summary["steps"] == 3 and summary["params"] > 3_000_000 and summary["val_bits_per_byte"] > 0
+    gen = subprocess.run([sys.executable, "-m", "recurlab.cli", "generate", "--checkpoint", str(tmp_path / "run"),
+                          "--prompt", "And God said", "--max-new-tokens", "20", "--temperature", "0"],
+                         capture_output=True, text=True, timeout=300)
+    assert gen.returncode == 0, gen.stderr[-2000:]
+    assert gen.stdout.startswith("And God said") and len(gen.stdout.encode()) >= len("And God said") + 15
