@@ -237,6 +237,16 @@ def _cmd_bench_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_lm(args: argparse.Namespace) -> int:
+    from .bench.lm import render_markdown, run_lm_bench
+    from .train.lm import PRESETS
+
+    result = run_lm_bench(args.presets or list(PRESETS), Path(args.out), args.steps)
+    print(render_markdown(result))
+    print(f"wrote {Path(args.out) / 'results.json'}, results.md and lm.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recurlab", description="Efficient gated recurrent and recursive units.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -331,6 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     bdec.add_argument("--max-new-tokens", type=int)
     bdec.add_argument("--out", default="bench-results/decode")
     bdec.set_defaults(func=_cmd_bench_decode)
+    blm = bench_sub.add_parser("lm", help="train every language-model preset in turn and tabulate bits per byte")
+    blm.add_argument("--presets", nargs="+")
+    blm.add_argument("--steps", type=int, help="override every preset's steps")
+    blm.add_argument("--out", default="runs/lm-bench", help="one run folder per preset; finished ones are reused")
+    blm.set_defaults(func=_cmd_bench_lm)
     return parser
 
 

@@ -100,6 +100,7 @@ def run_mqar_bench(cfg: MQARBenchConfig, out_dir: Path, progress=tqdm.write) -> 
     data: dict[int, tuple[SequenceTask, SequenceTask]] = {}
     jobs = [(L, d, m) for L in cfg.seq_lens for d in cfg.d_models for m in cfg.mixers]
     bar = tqdm(jobs, desc="mqar", unit="model")
+    result = _write_results(cfg, done, out_dir) if not jobs else None
     for L, d, mixer in bar:
         for lr in cfg.lrs:
             key = (mixer, d, L, lr)

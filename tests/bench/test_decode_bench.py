@@ -30,3 +30,26 @@ def test_tiny_decode_bench_shows_flat_and_growing_state(tmp_path):
     assert {r["prompt_len"] for r in result["prefill"]} == {16, 32}
     assert "relative to attention" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "decode.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_lm_bench_tabulates_presets(tmp_path, monkeypatch):
+    from recurlab.bench import lm as lm_bench
+
+    text = "".join(f"And the LORD spake unto Moses, saying, day {i}.\n" for i in range(300))
+    (tmp_path / "t.txt").write_text(text)
+    calls = []
+    real_run = lm_bench.subprocess.run
+
+    def fake_run(cmd, check):  # train through the real CLI, on a tiny corpus
+        calls.append(cmd)
+        return real_run([*cmd, "--data", str(tmp_path / "t.txt"), "--no-progress"], check=check, capture_output=True)
+
+    monkeypatch.setattr(lm_bench.subprocess, "run", fake_run)
+    result = lm_bench.run_lm_bench(["lm-mingru", "lm-gam"], tmp_path / "out", steps=2, progress=lambda m: None)
+    assert [r["preset"] for r in result["rows"]] == ["lm-mingru", "lm-gam"]
+    assert all(r["steps"] == 2 and r["val_bits_per_byte"] > 0 for r in result["rows"])
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "| lm-mingru | mingru |" in md and "Unigram baseline" in md
+    calls.clear()
+    lm_bench.run_lm_bench(["lm-mingru"], tmp_path / "out", steps=2, progress=lambda m: None)
+    assert calls == []  # finished runs are reused
