@@ -40,7 +40,7 @@ DEFAULT_MIXERS = ("attention", "gla", "mingru", "gam", "rwkv", "baseconv", "hyen
 class MQARBenchConfig:
     mixers: tuple[str, ...] = DEFAULT_MIXERS
     d_models: tuple[int, ...] = (64, 128)
-    seq_lens: tuple[int, ...] = (64, 128, 256)
+    seq_lens: tuple[int, ...] = (64, 128)
     kv_per_token: float = 1 / 16  # num_kv_pairs = seq_len / 16: Zoology's (64, 4), (128, 8), (256, 16)
     vocab_size: int = 512
     lrs: tuple[float, ...] = (3e-3, 1e-3)
