@@ -241,7 +241,8 @@ def _cmd_bench_lm(args: argparse.Namespace) -> int:
     from .bench.lm import render_markdown, run_lm_bench
     from .train.lm import PRESETS
 
-    result = run_lm_bench(args.presets or list(PRESETS), Path(args.out), args.steps)
+    result = run_lm_bench(args.presets or list(PRESETS), Path(args.out), args.steps,
+                          throughput_rounds=args.throughput_rounds)
     print(render_markdown(result))
     print(f"wrote {Path(args.out) / 'results.json'}, results.md and lm.png")
     return 0
@@ -345,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     blm.add_argument("--presets", nargs="+")
     blm.add_argument("--steps", type=int, help="override every preset's steps")
     blm.add_argument("--out", default="runs/lm-bench", help="one run folder per preset; finished ones are reused")
+    blm.add_argument("--throughput-rounds", type=int, default=5,
+                     help="rounds of the side-by-side training-speed measurement (0: skip it)")
     blm.set_defaults(func=_cmd_bench_lm)
     return parser
 

@@ -110,18 +110,44 @@ def _measure(args) -> dict:
 
 
 def run_decode_bench(cfg: DecodeBenchConfig, out_dir: Path, progress=tqdm.write) -> dict:
+    """Measure every (preset, batch) in a fresh process; writes results after each one.
+
+    Finished (preset, batch) measurements are appended to ``out_dir/jobs.jsonl`` with the
+    configuration they ran under, and a rerun with the same configuration reuses them, so an
+    interrupted benchmark continues where it stopped.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
+    jobs_path = out_dir / "jobs.jsonl"
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("presets", "batch_sizes")}
+    finished = {}
+    if jobs_path.exists():
+        for line in jobs_path.read_text().splitlines():
+            if line.strip():
+                job = json.loads(line)
+                if job["settings"] == json.loads(json.dumps(settings)):
+                    finished[(job["preset"], job["batch"])] = job
+        if finished:
+            progress(f"reusing {len(finished)} finished measurements from {jobs_path}")
     jobs = [(p, b, asdict(cfg)) for b in cfg.batch_sizes for p in cfg.presets]
-    rows, prefill = [], []
     ctx = multiprocessing.get_context("spawn")
+    result = None
     for job in tqdm(jobs, desc="decode", unit="model"):
-        with ctx.Pool(1) as pool:  # a fresh process per model: its peak memory is its own
-            out = pool.apply(_measure, (job,))
-        rows += out["rows"]
-        prefill += out["prefill"]
-        last = out["rows"][-1]
-        progress(f"{job[0]:<14} batch {job[1]}: {last['generated']} tokens, {last['tokens_per_s']:,.0f} tokens/s at the end, "
-                 f"state {last['state_mb']:.1f} MB")
+        if (job[0], job[1]) not in finished:
+            with ctx.Pool(1) as pool:  # a fresh process per model: its peak memory is its own
+                out = pool.apply(_measure, (job,))
+            finished[(job[0], job[1])] = {"preset": job[0], "batch": job[1], "settings": settings, **out}
+            with open(jobs_path, "a") as f:
+                f.write(json.dumps(finished[(job[0], job[1])]) + "\n")
+            last = out["rows"][-1]
+            progress(f"{job[0]:<14} batch {job[1]}: {last['generated']} tokens, {last['tokens_per_s']:,.0f} tokens/s "
+                     f"at the end, state {last['state_mb']:.1f} MB")
+        result = _write_results(cfg, [finished[(p, b)] for p, b, _ in jobs if (p, b) in finished], out_dir)
+    return result
+
+
+def _write_results(cfg: DecodeBenchConfig, measurements: list[dict], out_dir: Path) -> dict:
+    rows = [r for m in measurements for r in m["rows"]]
+    prefill = [r for m in measurements for r in m["prefill"]]
     result = {"config": asdict(cfg), "environment": {"recurlab": __version__, "torch": torch.__version__,
                                                      "threads": torch.get_num_threads()},
               "rows": rows, "prefill": prefill}

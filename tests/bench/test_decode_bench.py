@@ -30,6 +30,9 @@ def test_tiny_decode_bench_shows_flat_and_growing_state(tmp_path):
     assert {r["prompt_len"] for r in result["prefill"]} == {16, 32}
     assert "relative to attention" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "decode.png").read_bytes()[:4] == b"\x89PNG"
+    # a rerun reuses the finished measurements instead of measuring again
+    again = run_decode_bench(cfg, tmp_path, progress=lambda m: None)
+    assert again["rows"] == result["rows"]
 
 
 def test_lm_bench_tabulates_presets(tmp_path, monkeypatch):
@@ -45,11 +48,26 @@ def test_lm_bench_tabulates_presets(tmp_path, monkeypatch):
         return real_run([*cmd, "--data", str(tmp_path / "t.txt"), "--no-progress"], check=check, capture_output=True)
 
     monkeypatch.setattr(lm_bench.subprocess, "run", fake_run)
-    result = lm_bench.run_lm_bench(["lm-mingru", "lm-gam"], tmp_path / "out", steps=2, progress=lambda m: None)
+    result = lm_bench.run_lm_bench(["lm-mingru", "lm-gam"], tmp_path / "out", steps=2, progress=lambda m: None,
+                                   throughput_rounds=0)
     assert [r["preset"] for r in result["rows"]] == ["lm-mingru", "lm-gam"]
     assert all(r["steps"] == 2 and r["val_bits_per_byte"] > 0 for r in result["rows"])
     md = (tmp_path / "out" / "results.md").read_text()
     assert "| lm-mingru | mingru |" in md and "Unigram baseline" in md
     calls.clear()
-    lm_bench.run_lm_bench(["lm-mingru"], tmp_path / "out", steps=2, progress=lambda m: None)
+    monkeypatch.setattr(lm_bench, "measure_training_throughput", lambda presets, rounds: {"lm-mingru": 1234.0})
+    again = lm_bench.run_lm_bench(["lm-mingru"], tmp_path / "out", steps=2, progress=lambda m: None)
     assert calls == []  # finished runs are reused
+    assert again["rows"][0]["side_by_side_tokens_per_s"] == 1234.0
+    assert "| 1,234 |" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_side_by_side_training_throughput_trains_each_preset():
+    import pytest
+
+    from recurlab.bench.lm import measure_training_throughput
+
+    speeds = measure_training_throughput(["lm-mingru"], rounds=1, steps_per_round=1)
+    assert set(speeds) == {"lm-mingru"} and speeds["lm-mingru"] > 0
+    with pytest.raises(ValueError, match="rounds"):
+        measure_training_throughput(["lm-mingru"], rounds=0)
