@@ -83,6 +83,11 @@ class KVCache:
         keep = self.window - 1
         if not self._owned:
             self._k, self._v = self.keys[:, self.length - keep :], self.values[:, self.length - keep :]
+        elif self._k.shape[1] > 2 * self.window:
+            # far more capacity than the window needs (after a long prompt): keep a right-sized copy,
+            # so the decoding state of sliding-window attention stays O(window), not O(prompt)
+            self._k = self._k[:, self.length - keep : self.length].clone()
+            self._v = self._v[:, self.length - keep : self.length].clone()
         else:
             self._k[:, :keep] = self._k[:, self.length - keep : self.length].clone()
             self._v[:, :keep] = self._v[:, self.length - keep : self.length].clone()

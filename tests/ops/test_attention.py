@@ -62,6 +62,21 @@ def test_streaming_chunks_and_steps_equal_whole(backend, window):
         assert cache.length == window - 1  # memory bounded by the window
 
 
+def test_sliding_window_cache_gives_back_prompt_memory():
+    """After a prompt much longer than the window, the cache holds O(window) memory, not O(prompt)."""
+    window = 4
+    q, k, v = qkv(T=40, H_kv=2)
+    o, _ = attention(q, k, v, window=window)
+    per_token = 2 * k.shape[0] * k.shape[2] * k.shape[3] * k.element_size()  # keys and values
+    with torch.no_grad():
+        _, cache = attention(q[:, :32], k[:, :32], v[:, :32], window=window)
+        assert cache.nbytes() <= 2 * window * per_token
+        for t in range(32, 40):
+            o_t, cache = attention_step(q[:, t], k[:, t], v[:, t], cache, window=window)
+            torch.testing.assert_close(o_t, o[:, t])
+            assert cache.nbytes() <= 2 * window * per_token
+
+
 def test_streaming_with_gradients_keeps_autograd_intact():
     q, k, v = [x.requires_grad_(True) for x in qkv(T=12)]
     o1, cache = attention(q[:, :5], k[:, :5], v[:, :5])
