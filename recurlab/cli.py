@@ -9,6 +9,7 @@
     recurlab train --preset lm-gla     train a small language model on the default corpus (resumable)
     recurlab train --task mqar ...     train one model on a synthetic task (resumable; runs under torchrun)
     recurlab generate --checkpoint D   continue a prompt with a saved model, streaming
+    recurlab recipe NAME [--quick]     an application paper's model rebuilt and trained offline (see recurlab.recipes)
 """
 
 from __future__ import annotations
@@ -248,6 +249,24 @@ def _cmd_bench_lm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_recipe(args: argparse.Namespace) -> int:
+    import time
+
+    from . import recipes
+
+    module = recipes.load(args.name)
+    out = Path(args.out) if args.out else Path("bench-results/recipes") / (args.name + ("-quick" if args.quick else ""))
+    start = time.perf_counter()
+    result = module.run(quick=args.quick, out_dir=out, seed=args.seed, progress=not args.no_progress)
+    result.seconds = time.perf_counter() - start
+    result.write(out)
+    print(f"{args.name}: {module.PAPER}")
+    print(result.markdown())
+    print(f"{result.seconds / 60:.1f} min; wrote {out / 'results.json'}, results.md"
+          + "".join(f", {Path(f).name}" for f in result.files))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recurlab", description="Efficient gated recurrent and recursive units.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -302,6 +321,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-p", type=float, default=None)
     gen.add_argument("--seed", type=int, default=0)
     gen.set_defaults(func=_cmd_generate)
+
+    from .recipes import names as recipe_names
+
+    rec = sub.add_parser("recipe", help="an application paper's model rebuilt from recurlab's parts, trained offline")
+    rec.add_argument("name", choices=recipe_names())
+    rec.add_argument("--quick", action="store_true", help="a small configuration: under 5 minutes on 2 CPU cores")
+    rec.add_argument("--seed", type=int, default=0)
+    rec.add_argument("--out", help="output folder (default bench-results/recipes/NAME[-quick])")
+    rec.add_argument("--no-progress", action="store_true")
+    rec.set_defaults(func=_cmd_recipe)
 
     bench = sub.add_parser("bench", help="benchmarks (not tests): real sizes, tables, JSON and plots")
     bench_sub = bench.add_subparsers(dest="bench", required=True)

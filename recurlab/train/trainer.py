@@ -5,7 +5,8 @@
 
 The model must offer ``features(input_ids) -> (hidden, state)`` and ``logits(hidden)``
 (as :class:`recurlab.models.CausalLM` does): the loss projects to the vocabulary
-only at labelled positions. Batches are fixed functions of the step number
+only at labelled positions. A model with an ``aux_loss`` attribute (a scalar set by its
+forward, e.g. the routers of :mod:`recurlab.recursion`) has it added to the mean loss. Batches are fixed functions of the step number
 (epoch e visits a permutation seeded by (seed, e)), so a resumed run replays
 exactly the batches the interrupted one would have seen, and with the model,
 optimizer, schedule and random states restored it continues bit for bit.
@@ -52,7 +53,11 @@ class _LabelledLoss(nn.Module):
         hidden, _ = self.model.features(inputs)
         mask = labels != IGNORE
         logits = self.model.logits(hidden[mask]).float()
-        return F.cross_entropy(logits, labels[mask], reduction="sum"), mask.sum()
+        loss = F.cross_entropy(logits, labels[mask], reduction="sum")
+        aux = getattr(self.model, "aux_loss", None)  # router losses of recursion models, per batch
+        if aux is not None:
+            loss = loss + aux.float() * mask.sum()  # the loss is a sum over labels: scale the mean-like aux term
+        return loss, mask.sum()
 
 
 def _autocast(device: torch.device, precision: str):
