@@ -254,6 +254,14 @@ def _cmd_recipe(args: argparse.Namespace) -> int:
 
     from . import recipes
 
+    if args.name == "report":
+        from .recipes.report import write_report
+
+        folder = args.out or "docs/results/recipes"
+        path = write_report(folder)
+        print(path.read_text())
+        print(f"wrote {path}")
+        return 0
     module = recipes.load(args.name)
     out = Path(args.out) if args.out else Path("bench-results/recipes") / (args.name + ("-quick" if args.quick else ""))
     start = time.perf_counter()
@@ -325,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .recipes import names as recipe_names
 
     rec = sub.add_parser("recipe", help="an application paper's model rebuilt from recurlab's parts, trained offline")
-    rec.add_argument("name", choices=recipe_names())
+    rec.add_argument("name", choices=recipe_names() + ["report"],
+                     help="a recipe, or 'report' to tabulate the results.json found under --out (default docs/results/recipes)")
     rec.add_argument("--quick", action="store_true", help="a small configuration: under 5 minutes on 2 CPU cores")
     rec.add_argument("--seed", type=int, default=0)
     rec.add_argument("--out", help="output folder (default bench-results/recipes/NAME[-quick])")
