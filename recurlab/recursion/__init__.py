@@ -12,5 +12,6 @@
 
 from .base import DepthModule, Stack, make_block
 from .lm import DepthLM
+from .mor import MixtureOfRecursions, MoRState
 
-__all__ = ["DepthLM", "DepthModule", "Stack", "make_block"]
+__all__ = ["DepthLM", "DepthModule", "MixtureOfRecursions", "MoRState", "Stack", "make_block"]
