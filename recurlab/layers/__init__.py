@@ -19,6 +19,7 @@ from . import (  # noqa: F401  (importing a layer module registers it)
     mingru,
     minlstm,
     mlp,
+    moe,
     pgn,
     rwkv,
 )
