@@ -6,6 +6,7 @@
     recurlab bench ops [--quick]       speed of every op backend vs nn.GRU and attention
     recurlab bench layers [--quick]    every token mixer side by side: params, fwd+bwd, decode step
     recurlab bench mqar [--quick]      Zoology's associative-recall sweep over units, widths, lengths
+    recurlab bench recursion [--quick] recursion over depth: every wrapper at equal compute and parameters
     recurlab train --preset lm-gla     train a small language model on the default corpus (resumable)
     recurlab train --task mqar ...     train one model on a synthetic task (resumable; runs under torchrun)
     recurlab generate --checkpoint D   continue a prompt with a saved model, streaming
@@ -249,6 +250,21 @@ def _cmd_bench_lm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_recursion(args: argparse.Namespace) -> int:
+    from .bench.recursion import RecursionBenchConfig, run_recursion_bench
+
+    overrides = {k: v for k, v in (("mixers", args.mixers), ("variants", args.variants), ("parts", args.parts),
+                                   ("steps", args.steps), ("d_model", args.d_model),
+                                   ("structural_steps", args.structural_steps)) if v is not None}
+    cfg = RecursionBenchConfig.quick(**overrides) if args.quick else RecursionBenchConfig(**overrides)
+    result = run_recursion_bench(cfg, Path(args.out))
+    from .bench.recursion import render_markdown
+
+    print(render_markdown(result))
+    print(f"wrote {Path(args.out) / 'results.json'}, results.md and recursion.png")
+    return 0
+
+
 def _cmd_recipe(args: argparse.Namespace) -> int:
     import time
 
@@ -387,6 +403,17 @@ def build_parser() -> argparse.ArgumentParser:
     blm.add_argument("--throughput-rounds", type=int, default=5,
                      help="rounds of the side-by-side training-speed measurement (0: skip it)")
     blm.set_defaults(func=_cmd_bench_lm)
+    brec = bench_sub.add_parser("recursion", help="recursion over depth: stack vs Recursive vs Relaxed vs MoR vs "
+                                                  "RecurrentDepth vs RMoE, at equal compute and parameters")
+    brec.add_argument("--quick", action="store_true", help="tiny sizes, attention only: minutes on 2 cores")
+    brec.add_argument("--mixers", nargs="+", help="token mixers of the blocks (default attention gla)")
+    brec.add_argument("--variants", nargs="+", help="variants to compare (default all)")
+    brec.add_argument("--parts", nargs="+", help="lm structural iterations sampler relaxed batching (default all)")
+    brec.add_argument("--steps", type=int, help="training steps per language model")
+    brec.add_argument("--structural-steps", type=int, help="training steps per structural-recursion model")
+    brec.add_argument("--d-model", type=int)
+    brec.add_argument("--out", default="bench-results/recursion", help="output folder; an interrupted run resumes from it")
+    brec.set_defaults(func=_cmd_bench_recursion)
     return parser
 
 
