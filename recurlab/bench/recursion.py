@@ -68,7 +68,7 @@ class RecursionBenchConfig:
     lora_rank: int = 16
     seq_len: int = 128
     batch_size: int = 16
-    steps: int = 500
+    steps: int = 400
     lr: float = 2e-3
     eval_sequences: int = 256
     decode_prompt: int = 64
@@ -88,10 +88,12 @@ class RecursionBenchConfig:
     sampler_iterations: int = 8
     sampler_inner_steps: int = 2
     # relaxed initialisation
-    relaxed_ranks: list[int] = field(default_factory=lambda: [0, 4, 16, 64])
+    relaxed_ranks: list[int] = field(default_factory=lambda: [0, 8, 32, 128])
     relaxed_schemes: list[str] = field(default_factory=lambda: ["stepwise", "average", "lower"])
-    relaxed_uptrain_steps: int = 150
-    early_exit_threshold: float = 0.9
+    relaxed_uptrain_steps: int = 100
+    early_exit_thresholds: list[float] = field(default_factory=lambda: [0.5, 0.7, 0.9])
+    structural_variants: list[str] = field(default_factory=lambda: ["stack-N", "stack-K", "recursive", "relaxed",
+                                                                    "mor-expert", "recurrent-depth"])
     seed: int = 0
 
     @classmethod
@@ -103,7 +105,7 @@ class RecursionBenchConfig:
                     structural_test_examples=128,
                     structural_max_bits=12, structural_long_bits=14, rd_iterations=[1, 2, 4], sampler_prompts=1,
                     sampler_new_tokens=8, sampler_iterations=4, relaxed_ranks=[0, 8], relaxed_schemes=["stepwise", "average"],
-                    relaxed_uptrain_steps=10)
+                    relaxed_uptrain_steps=10, early_exit_thresholds=[0.5])
         base.update(overrides)
         return cls(**base)
 
@@ -111,7 +113,7 @@ class RecursionBenchConfig:
         if self.depth % self.shared:
             raise ValueError(f"depth={self.depth} must be a multiple of shared={self.shared} (the looped variants "
                              f"apply {self.shared} shared blocks depth/shared times)")
-        for name in self.variants:
+        for name in list(self.variants) + list(self.structural_variants):
             if name not in VARIANTS:
                 raise ValueError(f"unknown variant {name!r}; valid: {', '.join(VARIANTS)}")
         for name in self.parts:
@@ -123,10 +125,13 @@ class RecursionBenchConfig:
         return self.depth // self.shared
 
     def fingerprint(self, part: str) -> str:
-        """Settings a part's measurements depend on (a rerun with other settings does not reuse them)."""
-        d = dataclasses.asdict(self)
-        for key in ("mixers", "variants", "parts"):
-            d.pop(key)
+        """The settings a part's measurements depend on: a rerun with other settings does not reuse them."""
+        model = ["d_model", "depth", "shared", "lora_rank", "batch_size", "seed"]
+        fields = {"lm": model + ["seq_len", "steps", "lr", "eval_sequences", "decode_prompt", "decode_tokens"],
+                  "structural": model + [f for f in dataclasses.asdict(self) if f.startswith("structural_")
+                                         and f != "structural_variants"],
+                  "relaxed": model + ["seq_len", "steps", "lr", "eval_sequences", "relaxed_uptrain_steps"]}[part]
+        d = {f: getattr(self, f) for f in fields}
         return hashlib.sha1(json.dumps([part, d], sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -390,7 +395,7 @@ def part_structural(cfg: RecursionBenchConfig, out: Path, log: RunLog) -> list[d
     for task_name, splits in tasks.items():
         vocab = SUCCESSOR_VOCAB if task_name == "successor" else int(splits["train"].vocab_size)
         for mixer in cfg.mixers:
-            for variant in cfg.variants:
+            for variant in cfg.structural_variants:
                 key = f"structural/{task_name}/{mixer}/{variant}/{cfg.fingerprint('structural')}"
                 row = log.get(key)
                 if row is None:
@@ -528,29 +533,30 @@ def part_batching(cfg: RecursionBenchConfig, out: Path, log: RunLog, text: str |
 
     rows = []
     for mixer in cfg.mixers:
-        key = f"batching/{mixer}/{cfg.early_exit_threshold}/{cfg.fingerprint('lm')}"
-        row = log.get(key)
-        if row is None:
-            model, _, val = _lm_model(cfg, out, log, mixer, "relaxed", text)
-            model.eval()
-            with torch.no_grad():
-                logits, exits, _ = early_exit_forward(model, val.inputs, cfg.early_exit_threshold)
-                full_bits = eval_bits(model, val)
-                mask = val.labels != -100
-                exit_bits = F.cross_entropy(logits[mask].float(), val.labels[mask]).item() / math.log(2)
-            hist = torch.bincount(exits.flatten(), minlength=cfg.loops + 1)[1:].tolist()
-            sims = {}
-            for batch in (8, 32, 128):
-                c = simulate_depthwise_batching(exits.flatten(), batch, cfg.loops)
-                sims[str(batch)] = {"speedup": c.speedup, "speedup_over_static_exit": c.speedup_over_static_exit,
-                                    "tokens_per_call": c.depthwise_tokens_per_call}
-            row = log.add(key, {"part": "batching", "mixer": mixer, "threshold": cfg.early_exit_threshold,
-                                "exit_histogram": hist, "mean_loops": float(exits.float().mean()),
-                                "bits_full_depth": full_bits, "bits_early_exit": exit_bits, "simulation": sims})
-            tqdm.write(f"  early exit ({mixer}): mean loops {row['mean_loops']:.2f}/{cfg.loops}, "
-                       f"{full_bits:.3f} -> {exit_bits:.3f} bits/byte; batching speed-up "
-                       + ", ".join(f"B={b}: {s['speedup']:.2f}x" for b, s in sims.items()))
-        rows.append(row)
+        for threshold in cfg.early_exit_thresholds:
+            key = f"batching/{mixer}/{threshold}/{cfg.fingerprint('lm')}"
+            row = log.get(key)
+            if row is None:
+                model, _, val = _lm_model(cfg, out, log, mixer, "relaxed", text)
+                model.eval()
+                with torch.no_grad():
+                    logits, exits, _ = early_exit_forward(model, val.inputs, threshold)
+                    full_bits = eval_bits(model, val)
+                    mask = val.labels != -100
+                    exit_bits = F.cross_entropy(logits[mask].float(), val.labels[mask]).item() / math.log(2)
+                hist = torch.bincount(exits.flatten(), minlength=cfg.loops + 1)[1:].tolist()
+                sims = {}
+                for batch in (8, 32, 128):
+                    c = simulate_depthwise_batching(exits.flatten(), batch, cfg.loops)
+                    sims[str(batch)] = {"speedup": c.speedup, "speedup_over_static_exit": c.speedup_over_static_exit,
+                                        "tokens_per_call": c.depthwise_tokens_per_call}
+                row = log.add(key, {"part": "batching", "mixer": mixer, "threshold": threshold,
+                                    "exit_histogram": hist, "mean_loops": float(exits.float().mean()),
+                                    "bits_full_depth": full_bits, "bits_early_exit": exit_bits, "simulation": sims})
+                tqdm.write(f"  early exit ({mixer}, threshold {threshold}): mean loops {row['mean_loops']:.2f}/"
+                           f"{cfg.loops}, {full_bits:.3f} -> {exit_bits:.3f} bits/byte; batching speed-up "
+                           + ", ".join(f"B={b}: {x['speedup']:.2f}x" for b, x in sims.items()))
+            rows.append(row)
     return rows
 
 
