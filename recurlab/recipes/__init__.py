@@ -6,11 +6,12 @@
 Every recipe is one module ``recurlab/recipes/<name>.py`` that defines
 
     PAPER: str                                   the paper it rebuilds (title, year)
-    def run(quick=False, out_dir=None, seed=0, progress=True) -> RecipeResult
+    def run(quick=False, out_dir=None, seed=0, progress=True, config=None) -> RecipeResult
 
 and is listed in :data:`RECIPES`. ``run`` is seeded and deterministic, writes ``results.json`` and
 its plot into ``out_dir`` (when given) and returns the rows of the results table
-(:class:`recurlab.recipes.common.RecipeResult`).
+(:class:`recurlab.recipes.common.RecipeResult`). ``config`` overrides the quick/full configuration
+(each recipe's ``Config`` dataclass), which is how the tests run recipes at tiny sizes.
 """
 
 from __future__ import annotations
