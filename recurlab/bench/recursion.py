@@ -169,7 +169,8 @@ def build_variant(name: str, mixer: str, cfg: RecursionBenchConfig, d_model: int
         depth = R.MixtureOfRecursions(blocks(K), n_rec, router=name.split("-")[1], first=blocks(1), last=blocks(1))
     elif name == "recurrent-depth":
         # prelude 1, a core of 1 block, coda 1; mean iterations N - 2, so that the mean cost is N applications
-        depth = R.RecurrentDepth(blocks(1), blocks(1), blocks(1), mean_iterations=max(1, N - 2))
+        # (test-time initial latents seeded by position, so evaluations and decoders see the same s_0)
+        depth = R.RecurrentDepth(blocks(1), blocks(1), blocks(1), mean_iterations=max(1, N - 2), init_seed=cfg.seed)
     elif name in ("rmoe", "rmoe-plain"):
         depth = R.RMoEStack(d, N, mixer=mixer, router="recurrent" if name == "rmoe" else "plain")
     else:
