@@ -281,7 +281,14 @@ def _cmd_recipe(args: argparse.Namespace) -> int:
     module = recipes.load(args.name)
     out = Path(args.out) if args.out else Path("bench-results/recipes") / (args.name + ("-quick" if args.quick else ""))
     start = time.perf_counter()
-    result = module.run(quick=args.quick, out_dir=out, seed=args.seed, progress=not args.no_progress)
+    try:
+        result = module.run(quick=args.quick, out_dir=out, seed=args.seed, progress=not args.no_progress)
+    except ModuleNotFoundError as error:
+        if error.name in ("opacus", "statsmodels", "sklearn"):
+            print(f"recipe {args.name} needs {error.name}: pip install 'recurlab[recipes]' (opacus, statsmodels, "
+                  "scikit-learn)", file=sys.stderr)
+            return 2
+        raise
     result.seconds = time.perf_counter() - start
     result.write(out)
     print(f"{args.name}: {module.PAPER}")

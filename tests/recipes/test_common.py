@@ -43,3 +43,14 @@ def test_report_collects_recipes_in_registry_order(tmp_path):
     assert "![gru_svm](recipes/gru_svm/plot.png)" in text
     with pytest.raises(ValueError, match="no recipe results"):
         write_report(tmp_path / "empty")
+
+
+def test_cli_names_the_missing_extra(monkeypatch, capsys, tmp_path):
+    from recurlab.cli import main
+
+    def needs_opacus(**kwargs):
+        raise ModuleNotFoundError("No module named 'opacus'", name="opacus")
+
+    monkeypatch.setattr(recipes.load("dp_forecast"), "run", needs_opacus)
+    assert main(["recipe", "dp_forecast", "--quick", "--out", str(tmp_path)]) == 2
+    assert "recurlab[recipes]" in capsys.readouterr().err
