@@ -1,4 +1,5 @@
-"""The results table of all recipes: docs/results/recipes.md from each recipe's results.json.
+"""The results table of all recipes: docs/results/recipes.md from each recipe's results.json
+(and the hand-written conclusions in notes.md beside them, when present).
 
     recurlab recipe report                                # reads docs/results/recipes/*/results.json
     recurlab recipe report --out other/folder             # or any folder of recipe outputs
@@ -40,6 +41,9 @@ def render(results: list[RecipeResult], folder: str | Path) -> str:
                   f"{r.seconds / 60:.1f} |" for r in results]
         lines.append("")
     folder = Path(folder)
+    notes = folder / "notes.md"  # hand-written conclusions drawn from the runs (what held, what did not)
+    if notes.exists():
+        lines += [notes.read_text(), ""]
     for r in results:
         for f in r.files:
             if f.endswith(".png"):
