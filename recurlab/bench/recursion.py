@@ -77,10 +77,10 @@ class RecursionBenchConfig:
     # structural recursion (binary successor)
     structural_d_model: int = 64
     structural_steps: int = 800
-    structural_train_examples: int = 20_000
+    structural_train_examples: int = 10_000
     structural_test_examples: int = 512
-    structural_max_bits: int = 14
-    structural_long_bits: int = 18
+    structural_max_bits: int = 16
+    structural_long_bits: int = 20
     # recurrent depth
     rd_iterations: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 6, 8, 12])
     sampler_prompts: int = 4
@@ -242,6 +242,16 @@ def decode_tokens_per_s(model, prompt_len: int, new_tokens: int, vocab_size: int
     return new_tokens / (time.perf_counter() - start)
 
 
+def side_by_side_decode_speed(models: dict[str, torch.nn.Module], prompt_len: int, new_tokens: int,
+                              rounds: int = 3, vocab_size: int = 256, seed: int = 0) -> dict[str, float]:
+    """Greedy decoding tokens/s (batch 1) of each trained model, interleaved round by round (median)."""
+    samples: dict[str, list[float]] = {k: [] for k in models}
+    for _ in range(rounds):
+        for key, model in models.items():
+            samples[key].append(decode_tokens_per_s(model, prompt_len, new_tokens, vocab_size, seed))
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
 def side_by_side_training_speed(models: dict[str, torch.nn.Module], batch_size: int, seq_len: int,
                                 rounds: int = 3, vocab_size: int = 256, seed: int = 0) -> dict[str, float]:
     """Training tokens/s of each model, interleaved round by round in this process (median of rounds)."""
@@ -357,9 +367,8 @@ def part_lm(cfg: RecursionBenchConfig, out: Path, log: RunLog, text: str | None 
                 continue
             bits = eval_bits(model, val)
             compute = compute_per_token(model)  # after eval_bits' forward: routed depth in eval mode
-            decode = decode_tokens_per_s(model, cfg.decode_prompt, cfg.decode_tokens, seed=cfg.seed)
             row = {"part": "lm", "mixer": mixer, "variant": variant, "params": model.num_parameters()["total"],
-                   "bits_per_byte": bits, "block_applications": compute, "decode_tokens_per_s": decode,
+                   "bits_per_byte": bits, "block_applications": compute,
                    "train_seconds": info["train_seconds"], "steps": info["steps"]}
             rows.append(log.add(info["key"], row))
             tqdm.write(f"  {mixer} {variant}: {bits:.3f} bits/byte, {compute:.2f} blocks/token, "
@@ -375,9 +384,19 @@ def part_lm(cfg: RecursionBenchConfig, out: Path, log: RunLog, text: str | None 
                                                  seed=cfg.seed)
             log.add(key, {"part": "lm-speed", "mixer": mixer, "tokens_per_s": speeds})
         speeds = log.get(key)["tokens_per_s"]
+        key = f"lm-decode/{mixer}/{'+'.join(cfg.variants)}/{cfg.fingerprint('lm')}"
+        if log.get(key) is None:
+            tqdm.write(f"[lm] decoding speed side by side ({mixer}) ...")
+            models = {v: _trained(cfg, out, log, mixer, v, train, val)[0] for v in cfg.variants}
+            decode = side_by_side_decode_speed(models, cfg.decode_prompt, cfg.decode_tokens, cfg.throughput_rounds,
+                                               seed=cfg.seed)
+            log.add(key, {"part": "lm-decode", "mixer": mixer, "tokens_per_s": decode})
+        decode = log.get(key)["tokens_per_s"]
         for r in rows:
             if r["mixer"] == mixer and r["variant"] in speeds:
                 r["train_tokens_per_s"] = speeds[r["variant"]]
+            if r["mixer"] == mixer and r["variant"] in decode:
+                r["decode_tokens_per_s"] = decode[r["variant"]]
     return rows
 
 
@@ -590,8 +609,9 @@ def render_markdown(result: dict) -> str:
              f"d_model {cfg['d_model']}, vanilla depth N = {cfg['depth']}, K = {cfg['shared']} shared blocks looped "
              f"{cfg['depth'] // cfg['shared']} times; {cfg['steps']} steps of {cfg['batch_size']} x {cfg['seq_len']} "
              "bytes of the default corpus per model. Block applications per token: the compute per token "
-             "(MoR: routed, measured in eval mode; recurrent-depth: at its mean training iterations). Training "
-             "tokens/s side by side in one process; decoding tokens/s at batch 1 after a "
+             "(MoR: routed, measured in eval mode; recurrent-depth: at its mean training iterations). Training and "
+             "decoding tokens/s are measured side by side in one process after training (medians of interleaved "
+             "rounds); decoding at batch 1, greedy, after a "
              f"{cfg['decode_prompt']}-byte prompt.", ""]
     if result.get("lm"):
         rows = [[r["mixer"], r["variant"], f"{r['params']:,}", f"{r['block_applications']:.2f}",
