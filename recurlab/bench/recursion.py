@@ -76,7 +76,7 @@ class RecursionBenchConfig:
     throughput_rounds: int = 3
     # structural recursion (binary successor)
     structural_d_model: int = 64
-    structural_steps: int = 800
+    structural_steps: int = 2500
     structural_train_examples: int = 10_000
     structural_test_examples: int = 512
     structural_max_bits: int = 16
@@ -88,9 +88,9 @@ class RecursionBenchConfig:
     sampler_iterations: int = 8
     sampler_inner_steps: int = 2
     # relaxed initialisation
-    relaxed_ranks: list[int] = field(default_factory=lambda: [0, 8, 32, 128])
+    relaxed_ranks: list[int] = field(default_factory=lambda: [0, 8, 128])
     relaxed_schemes: list[str] = field(default_factory=lambda: ["stepwise", "average", "lower"])
-    relaxed_uptrain_steps: int = 100
+    relaxed_uptrain_steps: int = 60
     early_exit_thresholds: list[float] = field(default_factory=lambda: [0.5, 0.7, 0.9])
     structural_variants: list[str] = field(default_factory=lambda: ["stack-N", "stack-K", "recursive", "relaxed",
                                                                     "mor-expert", "recurrent-depth"])
@@ -672,50 +672,92 @@ def render_markdown(result: dict) -> str:
 
 
 def plot_recursion(result: dict, path: Path) -> Path:
+    """Six panels: LM quality vs parameters and vs compute, recurrent depth vs iterations, structural
+    exact match, relaxed conversion by LoRA rank, and early exit's quality/compute trade-off."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
-    ax = axes[0]
-    for mixer in dict.fromkeys(r["mixer"] for r in result.get("lm", [])):
-        rows = [r for r in result["lm"] if r["mixer"] == mixer]
-        ax.scatter([r["params"] for r in rows], [r["bits_per_byte"] for r in rows], label=mixer)
-        for r in rows:
-            ax.annotate(f"{r['variant']} ({r['block_applications']:.1f})", (r["params"], r["bits_per_byte"]),
-                        fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("parameters")
-    ax.set_ylabel("validation bits per byte")
-    ax.set_title("LM: quality vs parameters (blocks/token)")
-    ax.grid(True, alpha=0.3)
-    if result.get("lm"):
-        ax.legend(fontsize=8)
-    ax = axes[1]
+    fig, axes = plt.subplots(2, 3, figsize=(18, 10))
+    markers = {"attention": "o", "gla": "s"}
+    lm = result.get("lm", [])
+    for ax, x_key, x_label in ((axes[0, 0], "params", "parameters (log)"),
+                               (axes[0, 1], "block_applications", "block applications per token")):
+        for mixer in dict.fromkeys(r["mixer"] for r in lm):
+            rows = [r for r in lm if r["mixer"] == mixer]
+            ax.scatter([r[x_key] for r in rows], [r["bits_per_byte"] for r in rows], label=mixer,
+                       marker=markers.get(mixer, "^"))
+            for r in rows:
+                ax.annotate(r["variant"], (r[x_key], r["bits_per_byte"]), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+        if x_key == "params":
+            ax.set_xscale("log")
+        ax.set_xlabel(x_label)
+        ax.set_ylabel("validation bits per byte")
+        ax.set_title("language modelling")
+        ax.grid(True, alpha=0.3)
+        if lm:
+            ax.legend(fontsize=8)
+    ax = axes[0, 2]
     for r in result.get("iterations", []):
         its = [int(i) for i in r["bits_per_byte"]]
-        ax.plot(its, [r["bits_per_byte"][str(i)] for i in its], marker="o", label=f"recurrent-depth ({r['mixer']})")
+        ax.plot(its, [r["bits_per_byte"][str(i)] for i in its], marker=markers.get(r["mixer"], "^"),
+                label=f"recurrent-depth ({r['mixer']})")
         ax.axvline(r["train_mean_iterations"], color="gray", linestyle=":")
-    ax.set_xlabel("test-time iterations")
+    ax.set_xlabel("test-time iterations (dotted: training mean)")
     ax.set_ylabel("validation bits per byte")
-    ax.set_title("Recurrent depth: quality vs iterations")
+    ax.set_title("recurrent depth: quality vs iterations")
     ax.grid(True, alpha=0.3)
     if result.get("iterations"):
         ax.legend(fontsize=8)
-    ax = axes[2]
+    ax = axes[1, 0]
     structural = result.get("structural", [])
-    labels = [f"{r['task'][:4]}/{r['mixer'][:4]}/{r['variant']}" for r in structural]
-    x = range(len(structural))
+    labels = [f"{r['task'].split('-')[0][:5]} {r['mixer'][:4]} {r['variant']}" for r in structural]
+    xs = range(len(structural))
     for j, split in enumerate(("test_iid", "test_edge", "test_longer")):
-        ax.bar([i + 0.27 * (j - 1) for i in x], [r[split] for r in structural], width=0.27,
-               label=split.replace("test_", ""))
-    ax.set_xticks(list(x))
+        ax.bar([i + 0.27 * (j - 1) for i in xs], [r[split] for r in structural], width=0.27,
+               label=split.replace("test_", "").replace("iid", "in distribution"))
+    ax.set_xticks(list(xs))
     ax.set_xticklabels(labels, rotation=90, fontsize=6)
     ax.set_ylabel("exact match")
-    ax.set_title("Structural recursion")
+    ax.set_title("structural recursion")
     if structural:
         ax.legend(fontsize=8)
+    ax = axes[1, 1]
+    relaxed = result.get("relaxed", [])
+    for mixer in dict.fromkeys(r["mixer"] for r in relaxed):
+        for scheme in dict.fromkeys(r["scheme"] for r in relaxed):
+            rows = sorted((r for r in relaxed if r["mixer"] == mixer and r["scheme"] == scheme), key=lambda r: r["rank"])
+            ranks = [max(r["rank"], 0.5) for r in rows]
+            ax.plot(ranks, [r["bits_after"] for r in rows], marker=markers.get(mixer, "^"), label=f"{mixer} {scheme}")
+        stack = [r["stack_bits"] for r in relaxed if r["mixer"] == mixer][0]
+        ax.axhline(stack, color="gray", linestyle=":", linewidth=1)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("LoRA rank (0.5 = strict tying, no LoRA)")
+    ax.set_ylabel("bits per byte after uptraining (dotted: stack-N)")
+    ax.set_title("relaxed: converted from the trained stack")
+    ax.grid(True, alpha=0.3)
+    if relaxed:
+        ax.legend(fontsize=7)
+    ax = axes[1, 2]
+    batching = result.get("batching", [])
+    for mixer in dict.fromkeys(r["mixer"] for r in batching):
+        rows = sorted((r for r in batching if r["mixer"] == mixer), key=lambda r: r["mean_loops"])
+        ax.plot([r["mean_loops"] for r in rows], [r["bits_early_exit"] for r in rows], marker=markers.get(mixer, "^"),
+                label=f"{mixer} early exit")
+        for r in rows:
+            ax.annotate(f"p>={r['threshold']}", (r["mean_loops"], r["bits_early_exit"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+        ax.scatter([result["config"]["depth"] // result["config"]["shared"]], [rows[-1]["bits_full_depth"]],
+                   marker="*", s=80, label=f"{mixer} full depth")
+    ax.set_xlabel("mean loops per token")
+    ax.set_ylabel("validation bits per byte")
+    ax.set_title("relaxed: confidence-based early exit")
+    ax.grid(True, alpha=0.3)
+    if batching:
+        ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
