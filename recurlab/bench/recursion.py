@@ -6,6 +6,8 @@ mixer (attention and gla by default), trained the same way:
     stack-N           N distinct blocks (the vanilla model: N block applications per token)
     stack-K           K distinct blocks (as many parameters as the looped variants' shared blocks)
     recursive         K shared blocks looped N/K times, SReT's per-application residual scales
+    recursive-sliced  the same with SReT's sliced group attention (attention only): loop l attends within
+                      causal groups of seq_len / 2^(loops-1-l) tokens (the last loop over the whole sequence)
     relaxed           the same loop with a rank-r LoRA delta per loop on every linear layer
     mor-expert        Mixture-of-Recursions, expert-choice: unique first and last block, K shared blocks
                       recursed up to N_r = (N - 2) / K times (at most N applications per token)
@@ -50,8 +52,9 @@ from tqdm.auto import tqdm
 from .report import markdown_table
 
 PARTS = ("lm", "structural", "iterations", "sampler", "relaxed", "batching")
-VARIANTS = ("stack-N", "stack-K", "recursive", "relaxed", "mor-expert", "mor-token", "recurrent-depth",
-            "rmoe", "rmoe-plain")
+VARIANTS = ("stack-N", "stack-K", "recursive", "recursive-sliced", "relaxed", "mor-expert", "mor-token",
+            "recurrent-depth", "rmoe", "rmoe-plain")
+SLICED_MIXERS = ("attention", "swa")  # recursive-sliced needs SReT's group attention
 
 
 @dataclass
@@ -146,6 +149,11 @@ def block_applications(model) -> float:
     raise ValueError(f"{type(depth).__name__} does not report its block applications per token")
 
 
+def applicable_variants(variants, mixer: str) -> list[str]:
+    """The variants that can be built around ``mixer`` (recursive-sliced needs attention)."""
+    return [v for v in variants if v != "recursive-sliced" or mixer in SLICED_MIXERS]
+
+
 def build_variant(name: str, mixer: str, cfg: RecursionBenchConfig, d_model: int | None = None,
                   vocab_size: int = 256):
     """The DepthLM of variant ``name`` around ``mixer`` blocks (see the module docstring)."""
@@ -160,6 +168,12 @@ def build_variant(name: str, mixer: str, cfg: RecursionBenchConfig, d_model: int
         depth = R.Stack(blocks(K))
     elif name == "recursive":
         depth = R.Recursive(blocks(K), loops, loop_scales=True)
+    elif name == "recursive-sliced":
+        if mixer not in SLICED_MIXERS:
+            raise ValueError(f"recursive-sliced needs sliced group attention, which {mixer!r} has not; "
+                             f"use one of {SLICED_MIXERS}")
+        sizes, offsets = R.sliced_group_schedule(max(1, cfg.seq_len // 2 ** (loops - 1)), loops, kind="grow")
+        depth = R.Recursive(blocks(K), loops, loop_scales=True, group_sizes=sizes, group_offsets=offsets)
     elif name == "relaxed":
         depth = R.Relaxed(blocks(K), loops, rank=cfg.lora_rank)
     elif name in ("mor-expert", "mor-token"):
@@ -360,7 +374,8 @@ def part_lm(cfg: RecursionBenchConfig, out: Path, log: RunLog, text: str | None 
     train, val = lm_data(cfg, text)
     rows = []
     for mixer in cfg.mixers:
-        for variant in cfg.variants:
+        variants = applicable_variants(cfg.variants, mixer)
+        for variant in variants:
             model, info, cached = _trained(cfg, out, log, mixer, variant, train, val)
             if cached:
                 rows.append(info)
@@ -373,21 +388,21 @@ def part_lm(cfg: RecursionBenchConfig, out: Path, log: RunLog, text: str | None 
             rows.append(log.add(info["key"], row))
             tqdm.write(f"  {mixer} {variant}: {bits:.3f} bits/byte, {compute:.2f} blocks/token, "
                        f"{row['params']:,} params")
-        key = f"lm-speed/{mixer}/{'+'.join(cfg.variants)}/{cfg.fingerprint('lm')}"
+        key = f"lm-speed/{mixer}/{'+'.join(variants)}/{cfg.fingerprint('lm')}"
         if log.get(key) is None:
             tqdm.write(f"[lm] training speed side by side ({mixer}) ...")
             models = {}
-            for variant in cfg.variants:
+            for variant in variants:
                 torch.manual_seed(cfg.seed)
                 models[variant] = build_variant(variant, mixer, cfg)
             speeds = side_by_side_training_speed(models, cfg.batch_size, cfg.seq_len, cfg.throughput_rounds,
                                                  seed=cfg.seed)
             log.add(key, {"part": "lm-speed", "mixer": mixer, "tokens_per_s": speeds})
         speeds = log.get(key)["tokens_per_s"]
-        key = f"lm-decode/{mixer}/{'+'.join(cfg.variants)}/{cfg.fingerprint('lm')}"
+        key = f"lm-decode/{mixer}/{'+'.join(variants)}/{cfg.fingerprint('lm')}"
         if log.get(key) is None:
             tqdm.write(f"[lm] decoding speed side by side ({mixer}) ...")
-            models = {v: _trained(cfg, out, log, mixer, v, train, val)[0] for v in cfg.variants}
+            models = {v: _trained(cfg, out, log, mixer, v, train, val)[0] for v in variants}
             decode = side_by_side_decode_speed(models, cfg.decode_prompt, cfg.decode_tokens, cfg.throughput_rounds,
                                                seed=cfg.seed)
             log.add(key, {"part": "lm-decode", "mixer": mixer, "tokens_per_s": decode})
@@ -415,7 +430,7 @@ def part_structural(cfg: RecursionBenchConfig, out: Path, log: RunLog) -> list[d
     for task_name, splits in tasks.items():
         vocab = SUCCESSOR_VOCAB if task_name == "successor" else int(splits["train"].vocab_size)
         for mixer in cfg.mixers:
-            for variant in cfg.structural_variants:
+            for variant in applicable_variants(cfg.structural_variants, mixer):
                 key = f"structural/{task_name}/{mixer}/{variant}/{cfg.fingerprint('structural')}"
                 row = log.get(key)
                 if row is None:

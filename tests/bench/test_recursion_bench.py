@@ -23,7 +23,8 @@ def tiny(**overrides):
 def test_every_variant_builds_and_runs_forward_and_step(variant):
     import torch
 
-    model = build_variant(variant, "gla", tiny(), vocab_size=32).eval()
+    mixer = "attention" if variant == "recursive-sliced" else "gla"
+    model = build_variant(variant, mixer, tiny(), vocab_size=32).eval()
     ids = torch.randint(0, 32, (2, 6))
     logits, _ = model(ids)
     step_logits, _ = model.step(ids[:, 0])
@@ -51,6 +52,14 @@ def test_bench_runs_every_part_writes_results_and_resumes(tmp_path):
     again = run_recursion_bench(cfg, tmp_path, text=TEXT)  # everything reused: nothing appended
     assert (tmp_path / "runs.jsonl").read_text().splitlines() == lines
     assert json.dumps(again["lm"]) == json.dumps(result["lm"])
+
+
+def test_sliced_recursion_needs_attention_and_is_skipped_for_other_mixers(tmp_path):
+    with pytest.raises(ValueError, match="sliced group attention"):
+        build_variant("recursive-sliced", "gla", tiny())
+    result = run_recursion_bench(tiny(mixers=["gla"], variants=["stack-K", "recursive-sliced"], parts=["lm"]),
+                                 tmp_path, text=TEXT)
+    assert [r["variant"] for r in result["lm"]] == ["stack-K"]
 
 
 def test_later_parts_need_the_lm_part(tmp_path):
