@@ -251,15 +251,13 @@ def _cmd_bench_lm(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_recursion(args: argparse.Namespace) -> int:
-    from .bench.recursion import RecursionBenchConfig, run_recursion_bench
+    from .bench.recursion import RecursionBenchConfig, render_markdown, run_recursion_bench
 
     overrides = {k: v for k, v in (("mixers", args.mixers), ("variants", args.variants), ("parts", args.parts),
                                    ("steps", args.steps), ("d_model", args.d_model),
                                    ("structural_steps", args.structural_steps)) if v is not None}
     cfg = RecursionBenchConfig.quick(**overrides) if args.quick else RecursionBenchConfig(**overrides)
     result = run_recursion_bench(cfg, Path(args.out))
-    from .bench.recursion import render_markdown
-
     print(render_markdown(result))
     print(f"wrote {Path(args.out) / 'results.json'}, results.md and recursion.png")
     return 0
