@@ -88,6 +88,8 @@ class Recursive(DepthModule):
         self.blocks = nn.ModuleList(blocks)
         self.n_loops = n_loops
         self.loop_scales = nn.Parameter(torch.ones(n_loops, len(blocks), 4)) if loop_scales else None
+        if self.loop_scales is not None:
+            self.loop_scales.no_weight_decay = True  # scalars: the trainer must not decay them towards 0
         self.groups = self._group_schedule(group_sizes, group_offsets)
 
     @property

@@ -115,8 +115,11 @@ class Trainer:
         if self.runtime.distributed:
             ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
             self.loss_module = nn.parallel.DistributedDataParallel(self.loss_module, device_ids=ids)
-        decay = [p for p in self.model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        # weight decay on matrices only; biases, norms and parameters marked no_weight_decay (e.g. SReT's
+        # residual scalars, stored as one tensor) are not decayed
+        exempt = lambda p: p.dim() < 2 or getattr(p, "no_weight_decay", False)  # noqa: E731
+        decay = [p for p in self.model.parameters() if not exempt(p)]
+        no_decay = [p for p in self.model.parameters() if exempt(p)]
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=config.lr, betas=config.betas)

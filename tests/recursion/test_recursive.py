@@ -159,3 +159,16 @@ def test_learns_a_lag_copy_task():
     blocks = [make_block("attention", D, mixer_kwargs={"n_heads": 2})]
     first, last = train_lag_copy(Recursive(blocks, 2, loop_scales=True, group_sizes=[None, 4]))
     assert first > 2.5 and last < 0.2 * first, (first, last)
+
+
+def test_trainer_does_not_decay_the_residual_scalars():
+    from recurlab.recursion import DepthLM, Recursive, make_block
+    from recurlab.tasks import SequenceTask
+    from recurlab.train import Trainer, TrainConfig
+
+    model = DepthLM(16, Recursive([make_block("gla", 16)], n_loops=2, loop_scales=True))
+    ids = torch.randint(0, 16, (8, 6))
+    trainer = Trainer(model, SequenceTask(ids, ids, 16), None, TrainConfig(steps=1, batch_size=4, progress=False))
+    groups = {g["weight_decay"]: {id(p) for p in g["params"]} for g in trainer.optimizer.param_groups}
+    assert id(model.depth.loop_scales) in groups[0.0]
+    assert id(model.depth.blocks[0].mixer.q_proj.weight) in groups[trainer.config.weight_decay]
