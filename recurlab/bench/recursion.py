@@ -43,7 +43,6 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -139,14 +138,6 @@ class RecursionBenchConfig:
 
 
 # ---------------------------------------------------------------------------------------------- variants
-
-
-def block_applications(model) -> float:
-    """Block applications per token of the last forward (the compute a depth module spends per token)."""
-    depth = model.depth
-    if hasattr(depth, "applications_per_token"):
-        return float(depth.applications_per_token())
-    raise ValueError(f"{type(depth).__name__} does not report its block applications per token")
 
 
 def applicable_variants(variants, mixer: str) -> list[str]:
@@ -315,13 +306,6 @@ class RunLog:
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         self.rows[key] = row
-        return row
-
-    def cached(self, key: str, compute: Callable[[], dict], say=tqdm.write) -> dict:
-        row = self.get(key)
-        if row is None:
-            row = self.add(key, compute())
-            say(f"  {key}: done")
         return row
 
 

@@ -220,7 +220,7 @@ def test_mlp_and_cglu():
     torch.testing.assert_close(cglu(x), x)
 
 
-@pytest.mark.parametrize("name", ["mlp", "glu", "swiglu", "geglu", "cglu"])
+@pytest.mark.parametrize("name", layers.names("channel"))  # every registered channel mixer
 def test_channel_mixers_check_input(name):
     m = layers.build(name, 12)
     assert m(torch.randn(2, 3, 12)).shape == (2, 3, 12) and m(torch.randn(2, 12)).shape == (2, 12)
