@@ -1,6 +1,8 @@
 """Build (once, cached on disk) and load recurlab's compiled CPU kernels.
 
-The kernels in ``csrc/`` are compiled with torch's C++ extension tools the first
+The kernels (C++ files beside the Python backend that calls them, listed in
+``SOURCES`` relative to ``recurlab/ops``: ``diag_scan/diag_scan.cpp``, wrapped by
+``diag_scan/cpu.py``) are compiled with torch's C++ extension tools the first
 time a CPU op needs them and cached under torch's extension directory
 (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``). The cache key
 covers the sources, the compiler flags, the torch version and this CPU's
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-SOURCES = ("diag_scan.cpp",)
+SOURCES = ("diag_scan/diag_scan.cpp",)  # relative to recurlab/ops
 CFLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-trapping-math")
 LDFLAGS = ("-fopenmp",)
 DISABLE_ENV = "RECURLAB_DISABLE_CPU_KERNELS"
@@ -36,7 +38,8 @@ _fake_registered = False
 
 
 def _source_dir() -> Path:
-    return Path(__file__).parent / "csrc"
+    """recurlab/ops: the directory ``SOURCES`` are relative to."""
+    return Path(__file__).parent
 
 
 def _cpu_flags() -> str:

@@ -1,5 +1,4 @@
 import json
-import sys
 
 import pytest
 import torch
@@ -7,6 +6,7 @@ import torch
 from recurlab.bench.ops import OpsBenchConfig, check_correctness, render_markdown, run_ops_bench
 from recurlab.bench.report import markdown_table
 from recurlab.bench.timing import measure, measure_interleaved
+from recurlab.ops.diag_scan import chunk as diag_scan_chunk
 
 TINY = dict(seq_lens=(32, 48), batch=2, width=16, heads=2, head_dim=8, repeats=2, budget_s=1.0)
 
@@ -38,9 +38,8 @@ def test_skipped_cases_are_reported_not_timed(tmp_path):
 
 
 def test_refuses_to_report_when_a_backend_is_wrong(monkeypatch, tmp_path):
-    diag = sys.modules["recurlab.ops.diag_scan"]
-    real = diag._chunk_scan_forward
-    monkeypatch.setattr(diag, "_chunk_scan_forward", lambda la, b, h0, c=64: (lambda h, s: (h * 1.01, s))(*real(la, b, h0, c)))
+    real = diag_scan_chunk._chunk_scan_forward
+    monkeypatch.setattr(diag_scan_chunk, "_chunk_scan_forward", lambda la, b, h0, c=64: (lambda h, s: (h * 1.01, s))(*real(la, b, h0, c)))
     assert any("diag_scan/chunk" in f for f in check_correctness(torch.device("cpu")))
     with pytest.raises(RuntimeError, match="refusing to report speeds"):
         run_ops_bench(OpsBenchConfig(**TINY), tmp_path, progress=lambda m: None)
