@@ -1,12 +1,9 @@
-import sys
-
 import pytest
 import torch
 
 from recurlab.ops import gla, gla_step
+from recurlab.ops.gla import chunk as gla_chunk  # the chunk backend module (recurlab.ops.gla is the function)
 from tests.conftest import assert_rel_close
-
-gla_mod = sys.modules["recurlab.ops.gla"]  # the module (recurlab.ops.gla is the function)
 
 
 def make(B=2, T=20, H=2, K=8, V=6, Kg=None, lo=-1.0, hi=0.0, dtype=torch.float64):
@@ -35,9 +32,9 @@ NAMES = ["o", "S", "dq", "dk", "dv", "dlog_alpha", "dS0"]
 def intra_path(request, monkeypatch):
     """Run a test once with each intra-chunk form of the chunk backend."""
     if request.param == "secondary":
-        monkeypatch.setattr(gla_mod, "DIRECT_MAX_DECAY", -1.0)
+        monkeypatch.setattr(gla_chunk, "DIRECT_MAX_DECAY", -1.0)
     else:
-        monkeypatch.setattr(gla_mod, "DIRECT_MAX_DECAY", float("inf"))
+        monkeypatch.setattr(gla_chunk, "DIRECT_MAX_DECAY", float("inf"))
     return request.param
 
 
@@ -164,7 +161,7 @@ def test_bad_inputs_raise():
 def test_chunk_length_adapts_to_decay(level, expected):
     q, k, v, _, S0 = make(2, 200, 2, 8, 4)
     log_alpha = torch.full((2, 200, 2, 8), level, dtype=torch.float64)
-    assert gla_mod._choose_chunk(log_alpha) == expected
+    assert gla_chunk._choose_chunk(log_alpha) == expected
     got = outputs_and_grads("chunk", *[x.float() for x in (q, k, v, log_alpha, S0)])
     want = outputs_and_grads("reference", q, k, v, log_alpha, S0)
     for name, g, e in zip(NAMES, got, want):

@@ -1,39 +1,34 @@
-"""Gated linear attention: a matrix-state gated linear recurrence.
+"""The ``chunk`` backend of ``gla``: the chunkwise form with a hand-written backward.
 
-    S_t = diag(alpha_t) S_{t-1} + k_t v_t^T,      o_t = scale * S_t^T q_t,
+    S_t = diag(alpha_t) S_{t-1} + k_t v_t^T,      o_t = scale * S_t^T q_t
 
-with alpha_t = exp(log_alpha_t) in (0, 1]^K (Yang et al. 2023, "Gated Linear
-Attention Transformers with Hardware-Efficient Training", eqs. 1-3). One decay
-per head (log_alpha of shape (B, T, H, 1)) gives RetNet / Mamba-2 style decay.
+The chunkwise form of Yang et al. 2023 ("Gated Linear Attention Transformers with
+Hardware-Efficient Training", sec. 4). The sequence is cut into chunks; with G_t
+the in-chunk cumulative sum of log_alpha, the chunk's contribution to the state
+(k_s * exp(G_end - G_s)) v_s^T is passed from chunk to chunk, queries read the
+incoming state as (q_t * exp(G_t)) S_in, and the intra-chunk scores
+A[t, s] = sum_k q_t k_s exp(G_t - G_s) (s <= t) multiply v. Two forms, chosen
+per call from the gates:
 
-Backends (``backend=``):
+- direct (the usual case): the longest chunk of 64, 32, 16, 8 or 4 steps over
+  which no channel decays by more than e^-20 (GLA's gates decay by
+  e^-0.04..e^-0.3 per step, so 64). Then exp(G_t - G_s) = exp(G_t) * exp(-G_s)
+  with both factors inside [e^-20, e^20] (relative error < 3e-6), and all
+  intra-chunk scores are one matmul. Forward and backward are written out
+  (``_DirectChunkGLA``): 5 + 9 batched matmuls and a loop of T / C state
+  updates, no autograd graph of element-wise temporaries.
+- extreme decay, past e^-5 per step ("secondary chunking", 64-step chunks of
+  16-step sub-chunks): between sub-chunks i > j the decay is split at r, the
+  last step of sub-chunk j, into (q_t * exp(G_t - G_r)) . (k_s * exp(G_r - G_s)),
+  both exponents <= 0, so one matmul per pair never overflows however strong
+  the decay; inside a sub-chunk the exact factor is formed element-wise (and
+  recomputed in the backward rather than stored). Short decays are summed from
+  their own start (never as a difference of long cumulative sums), so the
+  gradient with respect to log_alpha stays accurate. Slower: it forms
+  (B, H, T, 16, K) temporaries.
 
-- ``reference``: the recurrence step by step; the ground truth of the tests.
-- ``chunk``: the chunkwise form of Yang et al. (sec. 4). The sequence is cut into
-  chunks; with G_t the in-chunk cumulative sum of log_alpha, the chunk's
-  contribution to the state (k_s * exp(G_end - G_s)) v_s^T is passed from chunk
-  to chunk, queries read the incoming state as (q_t * exp(G_t)) S_in, and the
-  intra-chunk scores A[t, s] = sum_k q_t k_s exp(G_t - G_s) (s <= t) multiply v.
-  Two forms, chosen per call from the gates:
-    * direct (the usual case): the longest chunk of 64, 32, 16, 8 or 4 steps
-      over which no channel decays by more than e^-20 (GLA's gates decay by
-      e^-0.04..e^-0.3 per step, so 64). Then exp(G_t - G_s) = exp(G_t) * exp(-G_s)
-      with both factors inside [e^-20, e^20] (relative error < 3e-6), and all
-      intra-chunk scores are one matmul. Forward and backward are written out
-      (``_DirectChunkGLA``): 5 + 9 batched matmuls and a loop of T / C state
-      updates, no autograd graph of element-wise temporaries.
-    * extreme decay, past e^-5 per step ("secondary chunking", 64-step chunks
-      of 16-step sub-chunks):
-      between sub-chunks i > j the decay is split at r, the last step of
-      sub-chunk j, into (q_t * exp(G_t - G_r)) . (k_s * exp(G_r - G_s)), both
-      exponents <= 0, so one matmul per pair never overflows however strong the
-      decay; inside a sub-chunk the exact factor is formed element-wise (and
-      recomputed in the backward rather than stored). Short decays are summed
-      from their own start (never as a difference of long cumulative sums), so
-      the gradient with respect to log_alpha stays accurate. Slower: it forms
-      (B, H, T, 16, K) temporaries.
-  Everything runs in float32 (float64 for float64 inputs).
-- ``auto``: ``chunk``.
+Everything runs in the dtype it is given (the dispatcher passes float32, or
+float64 for float64 inputs).
 """
 
 from __future__ import annotations
@@ -42,9 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from . import _checks
-from .backends import resolve
-from .diag_scan import diag_scan
+from ..diag_scan import diag_scan
 
 CHUNK_SIZE = 64
 SUB_CHUNK_SIZE = 16
@@ -54,119 +47,9 @@ MIN_DIRECT_CHUNK_SIZE = 4
 DIRECT_MAX_DECAY = 20.0
 
 
-def gla(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    log_alpha: torch.Tensor,
-    *,
-    scale: float | None = None,
-    initial_state: torch.Tensor | None = None,
-    output_final_state: bool = True,
-    backend: str = "auto",
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Gated linear attention over a whole sequence.
-
-    Args:
-        q, k: (B, T, H, K) queries and keys.
-        v: (B, T, H, V) values, same dtype as q and k.
-        log_alpha: (B, T, H, K) key-wise or (B, T, H, 1) head-wise log decay;
-            finite and <= 0; any floating dtype.
-        scale: output scale; K ** -0.5 if None.
-        initial_state: (B, H, K, V) state to start from; zeros if None.
-        output_final_state: return the final state (else None).
-        backend: "auto", "reference" or "chunk".
-
-    Returns:
-        o: (B, T, H, V) in the dtype of v.
-        S_last: (B, H, K, V) float32 (float64 for float64 inputs), or None.
-    """
-    B, T, H, K, V = _check_inputs(q, k, v, log_alpha, initial_state, time_axis=True)
-    name = resolve("gla", backend, q.device)
-    scale = K**-0.5 if scale is None else float(scale)
-    acc = _checks.accumulation_dtype(v.dtype)
-    if T == 0:
-        state = initial_state.to(acc) if initial_state is not None else q.new_zeros(B, H, K, V, dtype=acc)
-        return v.new_empty(B, 0, H, V), state if output_final_state else None
-    _checks.check_log_gate("log_alpha", log_alpha)
-    args = [x.to(acc) for x in (q, k, v, log_alpha)]
-    state = None if initial_state is None else initial_state.to(acc)
-    if name == "reference":
-        o, state = _gla_reference(*args, scale, state)
-    else:
-        o, state = _gla_chunk(*args, scale, state)
-    return o.to(v.dtype), state if output_final_state else None
-
-
-def gla_step(
-    q_t: torch.Tensor,
-    k_t: torch.Tensor,
-    v_t: torch.Tensor,
-    log_alpha_t: torch.Tensor,
-    state: torch.Tensor | None = None,
-    *,
-    scale: float | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One token of :func:`gla`: q_t, k_t (B, H, K), v_t (B, H, V), log_alpha_t
-    (B, H, K) or (B, H, 1), state (B, H, K, V). Returns (o_t (B, H, V), new state)."""
-    B, _, H, K, V = _check_inputs(q_t, k_t, v_t, log_alpha_t, state, time_axis=False)
-    _checks.check_log_gate("log_alpha_t", log_alpha_t)
-    scale = K**-0.5 if scale is None else float(scale)
-    out_dtype, acc = v_t.dtype, _checks.accumulation_dtype(v_t.dtype)
-    q_t, k_t, v_t, log_alpha_t = (x.to(acc) for x in (q_t, k_t, v_t, log_alpha_t))
-    new_state = k_t.unsqueeze(-1) * v_t.unsqueeze(-2)
-    if state is not None:
-        new_state = torch.exp(log_alpha_t).unsqueeze(-1) * state.to(acc) + new_state
-    o_t = scale * torch.einsum("bhk,bhkv->bhv", q_t, new_state)
-    return o_t.to(out_dtype), new_state
-
-
-def _check_inputs(q, k, v, log_alpha, state, *, time_axis: bool):
-    t = "T, " if time_axis else ""
-    rank = 4 if time_axis else 3
-    sfx = "" if time_axis else "_t"
-    _checks.check_tensor(f"q{sfx}", q, ranks=(rank,), layout=f"(B, {t}H, K)")
-    _checks.check_tensor(f"k{sfx}", k, ranks=(rank,), layout=f"(B, {t}H, K)")
-    _checks.check_tensor(f"v{sfx}", v, ranks=(rank,), layout=f"(B, {t}H, V)")
-    _checks.check_tensor(f"log_alpha{sfx}", log_alpha, ranks=(rank,), layout=f"(B, {t}H, K) or (B, {t}H, 1)")
-    _checks.check_shape(f"k{sfx}", k, q.shape, f"(B, {t}H, K) like q{sfx}")
-    lead = tuple(q.shape[:-1])
-    _checks.check_shape(f"v{sfx}", v, (*lead, v.shape[-1]), f"(B, {t}H, V) with (B, {t}H) of q{sfx}")
-    if log_alpha.shape[-1] != 1:
-        _checks.check_shape(f"log_alpha{sfx}", log_alpha, q.shape, f"(B, {t}H, K) like q{sfx} (or last dim 1)")
-    else:
-        _checks.check_shape(f"log_alpha{sfx}", log_alpha, (*lead, 1), f"(B, {t}H, 1) (or (B, {t}H, K) like q{sfx})")
-    for name, x in ((f"k{sfx}", k), (f"v{sfx}", v)):
-        _checks.check_same_dtype(name, x, f"q{sfx}", q)
-    for name, x in ((f"k{sfx}", k), (f"v{sfx}", v), (f"log_alpha{sfx}", log_alpha)):
-        _checks.check_same_device(name, x, f"q{sfx}", q)
-    B, H, K, V = q.shape[0], q.shape[-2], q.shape[-1], v.shape[-1]
-    T = q.shape[1] if time_axis else 1
-    if state is not None:
-        name = "initial_state" if time_axis else "state"
-        _checks.check_tensor(name, state, ranks=(4,), layout="(B, H, K, V)")
-        _checks.check_shape(name, state, (B, H, K, V), "(B, H, K, V)")
-        _checks.check_same_device(name, state, f"q{sfx}", q)
-    return B, T, H, K, V
-
-
-# --------------------------------------------------------------------------- reference
-
-
-def _gla_reference(q, k, v, log_alpha, scale, state):
-    B, T, H, K = q.shape
-    S = state if state is not None else q.new_zeros(B, H, K, v.shape[-1])
-    outputs = []
-    for q_t, k_t, v_t, g_t in zip(q.unbind(1), k.unbind(1), v.unbind(1), log_alpha.unbind(1)):
-        S = torch.exp(g_t).unsqueeze(-1) * S + k_t.unsqueeze(-1) * v_t.unsqueeze(-2)
-        outputs.append(scale * torch.einsum("bhk,bhkv->bhv", q_t, S))
-    return torch.stack(outputs, 1), S
-
-
-# --------------------------------------------------------------------------- chunk
-
-
-def _gla_chunk(q, k, v, log_alpha, scale, state):
+def gla_chunk(q, k, v, log_alpha, scale, state):
+    """The chunkwise form: q, k (B, T, H, K), v (B, T, H, V), log_alpha (B, T, H, K or 1),
+    state (B, H, K, V) or None, all in one accumulation dtype -> o (B, T, H, V), S_last (B, H, K, V)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     C, direct = _choose_chunk(log_alpha)
