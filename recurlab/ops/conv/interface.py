@@ -1,4 +1,4 @@
-"""Causal convolutions over time: short depthwise kernels and FFT long kernels.
+"""The public causal convolutions: input checks, the state prepended to the input, then a backend.
 
 ``causal_conv1d`` is the short depthwise convolution used in front of most
 recurrent mixers (Mamba, GLA's short conv, Zoology's BaseConv, GAM's local
@@ -9,6 +9,11 @@ is the last W-1 inputs, a rolling buffer, so decoding costs O(W D) per token.
 (Hyena's implicit filters, Poli et al. 2023, eq. 3: y_t = sum_{s<=t} h_s x_{t-s}),
 computed by FFT in O(T log T): kernel (D, L), index = lag. Its state is the last
 L-1 inputs, so a long-kernel layer can still stream (at O(L D) per token).
+
+Backends (``backend=``), one module each in this package: ``reference``
+(``reference.py``, direct sums, the ground truth) for both; ``conv``
+(``conv1d.py``) for ``causal_conv1d``; ``fft`` (``fft.py``) for ``long_conv``.
+``auto`` is ``conv`` and ``fft`` respectively.
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import _checks
-from .backends import resolve
+from .. import _checks
+from ..backends import resolve
+from .conv1d import causal_conv1d_conv
+from .fft import long_conv_fft
+from .reference import causal_conv1d_reference, long_conv_reference
 
 _ACTIVATIONS = (None, "silu")
 
@@ -48,13 +56,12 @@ def causal_conv1d(
     _check_conv_args(x, weight, bias, state, "(D, W)", time_axis=True)
     _check_activation(activation)
     name = resolve("causal_conv1d", backend, x.device)
-    B, T, D = x.shape
     W = weight.shape[1]
     full = _prepend_history(x, state, W - 1)  # (B, W-1+T, D)
     if name == "reference":
-        y = sum(weight[:, i] * full[:, i : i + T] for i in range(W))
+        y = causal_conv1d_reference(full, weight)
     else:
-        y = F.conv1d(full.transpose(1, 2), weight.unsqueeze(1), groups=D).transpose(1, 2)
+        y = causal_conv1d_conv(full, weight)
     if bias is not None:
         y = y + bias
     return _activate(y, activation), full[:, full.shape[1] - (W - 1) :]
@@ -101,18 +108,12 @@ def long_conv(
     """
     _check_conv_args(x, kernel, skip, state, "(D, L)", time_axis=True, bias_name="skip", weight_name="kernel")
     name = resolve("long_conv", backend, x.device)
-    B, T, D = x.shape
     L = kernel.shape[1]
     full = _prepend_history(x, state, L - 1)  # (B, L-1+T, D)
     if name == "reference":
-        y = sum(kernel[:, s] * full[:, L - 1 - s : L - 1 - s + T] for s in range(L))
+        y = long_conv_reference(full, kernel)
     else:
-        n = full.shape[1] + L - 1
-        n_fft = 1 << (n - 1).bit_length()
-        acc = _checks.accumulation_dtype(x.dtype)
-        X = torch.fft.rfft(full.to(acc), n=n_fft, dim=1)  # (B, F, D)
-        K = torch.fft.rfft(kernel.to(acc), n=n_fft, dim=1).t()  # (F, D)
-        y = torch.fft.irfft(X * K, n=n_fft, dim=1)[:, L - 1 : L - 1 + T].to(x.dtype)
+        y = long_conv_fft(full, kernel)
     if skip is not None:
         y = y + skip * x
     return y, full[:, full.shape[1] - (L - 1) :]
