@@ -1,0 +1,121 @@
+"""The public functions :func:`attention` and :func:`attention_step`: input checks, the cache, the mask, then a backend.
+
+Causal softmax attention with an optional sliding window and a KV cache: the
+quality baseline every efficient unit is measured against (Vaswani et al.
+2017), with the sliding-window variant used by Samba, SambaY and Liger.
+
+State is a :class:`KVCache` (``cache.py``), updated in place: ``attention``
+returns the same object it was given, with the new keys and values appended.
+
+Backends (``backend=``), one module each in this package:
+
+- ``reference`` (``reference.py``): the softmax spelled out; the ground truth of the tests.
+- ``sdpa`` (``sdpa.py``): torch's fused ``scaled_dot_product_attention``; a
+  sliding window over a long prompt runs in blocks of ``window`` queries.
+- ``auto``: ``sdpa``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _checks
+from ..backends import resolve
+from .cache import KVCache
+from .reference import attention_reference
+from .sdpa import attention_sdpa, sliding_window_sdpa
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = True,
+    window: int | None = None,
+    scale: float | None = None,
+    cache: KVCache | None = None,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, KVCache]:
+    """Softmax attention, batch first.
+
+    Args:
+        q: (B, T, H, Dh) queries of the T new tokens.
+        k, v: (B, T, H_kv, Dh) their keys and values; H must be a multiple of
+            H_kv (grouped-query attention when H_kv < H).
+        causal: each query sees keys at positions <= its own. False (full,
+            bidirectional attention) allows neither ``window`` nor ``cache``.
+        window: sliding window: query at position p sees keys in (p - window, p].
+        scale: softmax scale; Dh ** -0.5 if None.
+        cache: a :class:`KVCache` of earlier tokens, updated in place; a new one
+            if None.
+        backend: "auto"/"sdpa" (torch's fused attention) or "reference".
+
+    Returns:
+        o: (B, T, H, Dh) in the dtype of v, and the cache including these tokens.
+    """
+    _check_attention_args(q, k, v, causal, window, cache)
+    name = resolve("attention", backend, q.device)
+    if cache is None:
+        cache = KVCache(window)
+    elif cache.window != window:
+        raise ValueError(f"window must equal the cache's window ({cache.window}), got {window}")
+    B, T, H, Dh = q.shape
+    n_past = cache.length
+    q_start = cache.offset
+    cache.append(k, v)
+    keys, values = cache.keys, cache.values
+    group = H // k.shape[2]
+    if group > 1:
+        keys = keys.repeat_interleave(group, dim=2)
+        values = values.repeat_interleave(group, dim=2)
+    scale = Dh**-0.5 if scale is None else float(scale)
+    mask = None
+    if causal and (window is not None or n_past > 0):
+        q_pos = q_start + torch.arange(T, device=q.device)
+        k_pos = q_start - n_past + torch.arange(keys.shape[1], device=q.device)
+        mask = k_pos.view(1, -1) <= q_pos.view(-1, 1)
+        if window is not None:
+            mask = mask & (k_pos.view(1, -1) > q_pos.view(-1, 1) - window)
+    is_causal = causal and mask is None and T > 1
+    if name == "sdpa" and window is not None and n_past == 0 and T > 2 * window:
+        o = sliding_window_sdpa(q, keys, values, window, scale)
+    elif name == "reference":
+        o = attention_reference(q, keys, values, scale, mask, is_causal)
+    else:
+        o = attention_sdpa(q, keys, values, scale, mask, is_causal)
+    cache.trim_to_window()
+    return o, cache
+
+
+def attention_step(
+    q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, cache: KVCache, *, window: int | None = None,
+    scale: float | None = None, backend: str = "auto",
+) -> tuple[torch.Tensor, KVCache]:
+    """One token of causal :func:`attention`: q_t (B, H, Dh), k_t, v_t (B, H_kv, Dh)."""
+    for name, x in (("q_t", q_t), ("k_t", k_t), ("v_t", v_t)):
+        _checks.check_tensor(name, x, ranks=(3,), layout="(B, H, Dh)")
+    o, cache = attention(q_t.unsqueeze(1), k_t.unsqueeze(1), v_t.unsqueeze(1), window=window, scale=scale,
+                         cache=cache, backend=backend)
+    return o.squeeze(1), cache
+
+
+def _check_attention_args(q, k, v, causal, window, cache):
+    _checks.check_tensor("q", q, ranks=(4,), layout="(B, T, H, Dh)")
+    _checks.check_tensor("k", k, ranks=(4,), layout="(B, T, H_kv, Dh)")
+    _checks.check_tensor("v", v, ranks=(4,), layout="(B, T, H_kv, Dh)")
+    B, T, H, Dh = q.shape
+    if k.shape[:2] != q.shape[:2] or k.shape[3] != Dh:
+        raise ValueError(f"k must have shape (B, T, H_kv, Dh) with (B, T) = ({B}, {T}) and Dh = {Dh} of q, got {_checks.fmt_shape(k.shape)}")
+    _checks.check_shape("v", v, k.shape, "(B, T, H_kv, Dh) like k")
+    if H % k.shape[2] != 0:
+        raise ValueError(f"k must have a number of heads H_kv dividing q's H = {H}, got H_kv = {k.shape[2]}")
+    for name, x in (("k", k), ("v", v)):
+        _checks.check_same_dtype(name, x, "q", q)
+        _checks.check_same_device(name, x, "q", q)
+    if window is not None and (not isinstance(window, int) or window < 1):
+        raise ValueError(f"window must be a positive int number of tokens or None, got {window!r}")
+    if not causal and (window is not None or cache is not None):
+        raise ValueError("causal=False (full attention) takes neither window nor cache")
+    if cache is not None and not isinstance(cache, KVCache):
+        raise ValueError(f"cache must be a recurlab.ops.KVCache or None, got {type(cache).__name__}")
