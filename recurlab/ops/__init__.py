@@ -3,6 +3,14 @@
 Layout is batch first: sequences (B, T, D), heads (B, T, H, K). Decay gates are
 passed in log space. Every op takes an optional initial state and returns the
 final one, and has a one-token step form for decoding.
+
+One package per op (``diag_scan/``, ``gla/``, ``conv/``, ``attention/``): the
+public functions in ``interface.py`` (input checks, then the chosen backend),
+``reference.py`` beside one file per fast path (``chunk.py``, ``cpu.py``,
+``fft.py``, ``sdpa.py``, ...). ``recurlab.ops.gla`` is the function, not the
+package; reach the backends with ``from recurlab.ops.gla.chunk import gla_chunk``
+or ``from recurlab.ops.gla import chunk`` (``import recurlab.ops.gla.chunk as m``
+fails, because the attribute ``recurlab.ops.gla`` is the function).
 """
 
 from .backends import BACKENDS, available_backends
