@@ -1,5 +1,14 @@
-import pytest
-import torch
+import os
+
+# One intra-op thread per test process (and per subprocess it starts) unless RECURLAB_TEST_THREADS says
+# otherwise: torch's OpenMP threads spin while they wait, so on a machine whose cores are busy with other
+# work, two-thread ops in every test slowed the suite down tenfold. Tests that need threads set them.
+os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("RECURLAB_TEST_THREADS", "1"))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def rel_rms(actual: torch.Tensor, expected: torch.Tensor) -> float:

@@ -1,19 +1,31 @@
 """The contract every token mixer meets, and input checks shared by the layers.
 
-A token mixer maps (B, T, d_model) to (B, T, d_model) and carries a state:
+A token mixer maps (B, T, d_model) to (B, T, d_model) and carries a state (recurlab.state):
 
-    y, state = mixer(x, state)          # whole sequence (parallel form), state may be None
+    y, state = mixer(x, state)          # whole sequence (parallel form); state None = the start
     y_t, state = mixer.step(x_t, state) # one token (decoding form), x_t: (B, d_model)
-    state = mixer.init_state(batch_size)
+    state = mixer.init_state(batch_size, device, dtype)
 
-Running on x[:, :t] then x[:, t:] with the carried state equals running on x,
-and the step loop equals the parallel form (tests/layers check both for every
+Running on x[:, :t] then x[:, t:] with the carried state equals running on x, the step loop
+equals the parallel form, the given state is never changed, and an empty input (B = 0 or T = 0)
+gives an empty output and passes the state through (tests/layers check all of it for every
 registered mixer).
 
-Mixers that can hand a *memory read-out* to later layers (SambaY's gated memory
-units) set ``memory_dim`` and implement ``forward_with_memory`` /
-``step_with_memory``; mixers that consume one set ``needs_memory = True`` and
-take ``memory=`` in ``forward`` and ``step``.
+A subclass writes the unit's equations in ``mix(x, state)`` and ``mix_step(x_t, state)``;
+``forward`` and ``step`` here check the input, resolve ``state=None`` and handle empty inputs
+first, so every mixer validates the same way.
+
+Capabilities. Code that needs to know what a mixer can do reads these class attributes, never
+its type:
+
+    produces_memory   it can hand a *memory read-out* (B, [T,] memory_dim) to later layers
+                      (SambaY's gated memory units): ``forward_with_memory`` / ``step_with_memory``,
+                      written as ``mix_with_memory`` / ``mix_step_with_memory``
+    reads_memory      it consumes one: ``forward`` / ``step`` take ``memory=`` of width memory_dim
+    kv_attention      softmax attention over a :class:`recurlab.ops.KVCache` with projections
+                      q_proj, k_proj, v_proj, o_proj, rotary positions (rope_base), n_heads,
+                      n_kv_heads, head_dim and window: Mixture-of-Recursions re-runs it on routed tokens
+    sliced_groups     ``forward`` / ``step`` take ``group=(size, offset)`` (sliced group attention)
 """
 
 from __future__ import annotations
@@ -24,38 +36,110 @@ import torch
 from torch import nn
 
 from ..ops import _checks
+from ..state import NoState, State, check_state
 
 
 class TokenMixer(nn.Module):
     """Base class of token mixers: (B, T, d_model) -> (B, T, d_model) with a state."""
 
-    memory_dim: int | None = None  # width of the memory read-out this mixer can produce
-    needs_memory: bool = False  # True for mixers that consume a memory read-out (gmu)
+    state_type: type[State] = State  # the class of this mixer's states
+    produces_memory: bool = False
+    reads_memory: bool = False
+    kv_attention: bool = False
+    sliced_groups: bool = False
+    memory_dim: int | None = None  # width of the memory read-out produced (produces_memory) or read (reads_memory)
 
     def __init__(self, d_model: int):
         super().__init__()
-        if not isinstance(d_model, int) or d_model < 1:
+        if not isinstance(d_model, int) or isinstance(d_model, bool) or d_model < 1:
             raise ValueError(f"d_model must be a positive int, got {d_model!r}")
         self.d_model = d_model
 
-    def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
-        raise NotImplementedError
+    # ------------------------------------------------------------------ the interface
 
-    def step(self, x_t: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
-        raise NotImplementedError
+    def forward(self, x: torch.Tensor, state: State | None = None, **inputs: Any) -> tuple[torch.Tensor, State]:
+        """x (B, T, d_model) -> y (B, T, d_model) and the state after these tokens."""
+        self.check_sequence(x)
+        self.check_inputs(inputs)
+        state = self.resolve_state(state, x)
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            self.check_memory(inputs.get("memory"), x)
+            return torch.zeros_like(x), state
+        return self.mix(x, state, **inputs)
+
+    def step(self, x_t: torch.Tensor, state: State | None = None, **inputs: Any) -> tuple[torch.Tensor, State]:
+        """x_t (B, d_model) -> y_t (B, d_model) and the state after this token."""
+        self.check_token(x_t)
+        self.check_inputs(inputs)
+        state = self.resolve_state(state, x_t)
+        if x_t.shape[0] == 0:
+            return torch.zeros_like(x_t), state
+        return self.mix_step(x_t, state, **inputs)
+
+    def forward_with_memory(self, x: torch.Tensor, state: State | None = None
+                            ) -> tuple[torch.Tensor, State, torch.Tensor]:
+        """As forward, plus the memory read-out (B, T, memory_dim) for later layers."""
+        self._check_produces_memory()
+        self.check_sequence(x)
+        state = self.resolve_state(state, x)
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            return torch.zeros_like(x), state, x.new_zeros(*x.shape[:2], self.memory_dim)
+        return self.mix_with_memory(x, state)
+
+    def step_with_memory(self, x_t: torch.Tensor, state: State | None = None
+                         ) -> tuple[torch.Tensor, State, torch.Tensor]:
+        """As step, plus this token's memory read-out (B, memory_dim)."""
+        self._check_produces_memory()
+        self.check_token(x_t)
+        state = self.resolve_state(state, x_t)
+        if x_t.shape[0] == 0:
+            return torch.zeros_like(x_t), state, x_t.new_zeros(0, self.memory_dim)
+        return self.mix_step_with_memory(x_t, state)
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None,
-                   dtype: torch.dtype | None = None) -> Any:
+                   dtype: torch.dtype | None = None) -> State:
         """The state before the first token (what ``state=None`` means)."""
         raise NotImplementedError
 
-    def forward_with_memory(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        raise NotImplementedError(f"{type(self).__name__} does not produce a memory read-out")
+    # ------------------------------------------------------------------ what a unit writes
 
-    def step_with_memory(self, x_t: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        raise NotImplementedError(f"{type(self).__name__} does not produce a memory read-out")
+    def mix(self, x: torch.Tensor, state: State, **inputs: Any) -> tuple[torch.Tensor, State]:
+        """The unit's parallel form on checked, non-empty x with a resolved state."""
+        if self.produces_memory:
+            y, state, _ = self.mix_with_memory(x, state)
+            return y, state
+        raise NotImplementedError
+
+    def mix_step(self, x_t: torch.Tensor, state: State, **inputs: Any) -> tuple[torch.Tensor, State]:
+        """The unit's one-token form on a checked, non-empty x_t with a resolved state."""
+        if self.produces_memory:
+            y_t, state, _ = self.mix_step_with_memory(x_t, state)
+            return y_t, state
+        raise NotImplementedError
+
+    def mix_with_memory(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State, torch.Tensor]:
+        raise NotImplementedError
+
+    def mix_step_with_memory(self, x_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State, torch.Tensor]:
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ checks
+
+    def resolve_state(self, state: State | None, x: torch.Tensor) -> State:
+        """``state``, or the initial state for x's batch, device and dtype when None; a ValueError for
+        anything that is not this mixer's state type."""
+        state = check_state(state, self.state_type, type(self).__name__)
+        return self.init_state(x.shape[0], x.device, x.dtype) if state is None else state
+
+    def check_inputs(self, inputs: dict) -> None:
+        """A ValueError for an extra input this mixer's capabilities do not take (memory=, group=)."""
+        takes = {"memory": self.reads_memory, "group": self.sliced_groups}
+        for key in inputs:
+            if not takes.get(key, False):
+                name = getattr(self, "registry_name", type(self).__name__)
+                hint = {"group": "; sliced groups are the sliced_attention mixer",
+                        "memory": "; only mixers that read a memory (gmu) take one"}.get(key, "")
+                raise ValueError(f"{name} takes no {key}={hint}")
 
     def check_sequence(self, x: torch.Tensor, name: str = "x") -> None:
         """Raise ValueError unless x is a floating (B, T, d_model) tensor."""
@@ -69,8 +153,36 @@ class TokenMixer(nn.Module):
         if x_t.shape[-1] != self.d_model:
             raise ValueError(f"{name} must have shape (B, d_model={self.d_model}), got {tuple(x_t.shape)}")
 
+    def check_memory(self, memory: torch.Tensor | None, x: torch.Tensor) -> None:
+        """For a mixer that reads_memory: a ValueError unless memory is (x's leading dims, memory_dim)."""
+        if not self.reads_memory:
+            if memory is not None:
+                raise ValueError(f"{type(self).__name__} reads no memory; got memory=")
+            return
+        expected = tuple(x.shape[:-1]) + (self.memory_dim,)
+        if memory is None:
+            raise ValueError(f"{getattr(self, 'registry_name', type(self).__name__)} needs memory=: the read-out {expected} of an earlier layer; "
+                             "in a model set memory_layer to a layer whose mixer produces one")
+        _checks.check_tensor("memory", memory, ranks=(x.dim(),), layout=str(expected))
+        if tuple(memory.shape) != expected:
+            raise ValueError(f"memory must have shape {expected} (x's leading dims, memory_dim), "
+                             f"got {tuple(memory.shape)}")
+
+    def _check_produces_memory(self) -> None:
+        if not self.produces_memory:
+            raise NotImplementedError(f"{type(self).__name__} does not produce a memory read-out")
+
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}"
+
+
+class StatelessMixer(TokenMixer):
+    """A token mixer that keeps no state across tokens (its state is :class:`recurlab.state.NoState`)."""
+
+    state_type = NoState
+
+    def init_state(self, batch_size, device=None, dtype=None) -> NoState:
+        return NoState()
 
 
 class ChannelMixer(nn.Module):
@@ -78,7 +190,7 @@ class ChannelMixer(nn.Module):
 
     def __init__(self, d_model: int):
         super().__init__()
-        if not isinstance(d_model, int) or d_model < 1:
+        if not isinstance(d_model, int) or isinstance(d_model, bool) or d_model < 1:
             raise ValueError(f"d_model must be a positive int, got {d_model!r}")
         self.d_model = d_model
 
@@ -86,15 +198,3 @@ class ChannelMixer(nn.Module):
         _checks.check_tensor("x", x, ranks=(2, 3), layout=f"(B, T, d_model={self.d_model}) or (B, d_model)")
         if x.shape[-1] != self.d_model:
             raise ValueError(f"x must have last dimension d_model={self.d_model}, got shape {tuple(x.shape)}")
-
-
-def state_batch_size(state: Any) -> int | None:
-    """The batch size of a (possibly nested) state, or None."""
-    if isinstance(state, torch.Tensor):
-        return state.shape[0]
-    if isinstance(state, (tuple, list)):
-        for s in state:
-            b = state_batch_size(s)
-            if b is not None:
-                return b
-    return None

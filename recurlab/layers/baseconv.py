@@ -10,7 +10,7 @@ is a short filter (kernel_size taps with bias, default 3) or, with
 (inside the block's own residual), kept here. The Zoology study shows this
 gated convolution reaches attention's quality except on associative recall,
 where it needs a width growing with the sequence.
-State: the last (kernel length - 1) inputs.
+State: InputWindow, the last (kernel length - 1) inputs.
 """
 
 from __future__ import annotations
@@ -22,10 +22,14 @@ from torch import nn
 from .. import ops
 from .base import TokenMixer
 from .registry import register
+from .states import InputWindow
 
 
-@register("baseconv", kind="token", paper="Arora et al. 2023, Zoology (BaseConv)", state="last kernel_size - 1 inputs")
+@register("baseconv", kind="token", paper="Arora et al. 2023, Zoology (BaseConv)", state="last kernel_size - 1 inputs",
+          tiny={})
 class BaseConv(TokenMixer):
+    state_type = InputWindow
+
     def __init__(self, d_model: int, kernel_size: int = 3, l_max: int = 2048, use_act: bool = False):
         super().__init__(d_model)
         self.long = kernel_size == -1
@@ -57,16 +61,13 @@ class BaseConv(TokenMixer):
             return F.silu(conv) * F.silu(proj) + u
         return conv * proj + u
 
-    def forward(self, x, state=None):
-        self.check_sequence(x)
-        conv, state = self._conv(x, state)
-        return self._combine(x, conv), state
+    def mix(self, x, state):
+        conv, inputs = self._conv(x, state.inputs)
+        return self._combine(x, conv), InputWindow(inputs)
 
-    def step(self, x_t, state=None):
-        self.check_token(x_t)
-        state = state if state is not None else self.init_state(x_t.shape[0], x_t.device, x_t.dtype)
-        conv, state = self._conv_step(x_t, state)
-        return self._combine(x_t, conv), state
+    def mix_step(self, x_t, state):
+        conv, inputs = self._conv_step(x_t, state.inputs)
+        return self._combine(x_t, conv), InputWindow(inputs)
 
     def init_state(self, batch_size, device=None, dtype=None):
-        return torch.zeros(batch_size, self.kernel_len - 1, self.d_model, device=device, dtype=dtype)
+        return InputWindow(torch.zeros(batch_size, self.kernel_len - 1, self.d_model, device=device, dtype=dtype))

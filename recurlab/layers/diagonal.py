@@ -16,9 +16,13 @@ from torch import nn
 
 from .. import ops
 from .base import TokenMixer
+from .states import HiddenState
 
 
 class DiagonalRecurrence(TokenMixer):
+    state_type = HiddenState
+    produces_memory = True
+
     def __init__(self, d_model: int, hidden_size: int):
         super().__init__(d_model)
         self.hidden_size = hidden_size
@@ -29,24 +33,14 @@ class DiagonalRecurrence(TokenMixer):
         """(log_a, b), each (..., hidden_size), from x (..., d_model)."""
         raise NotImplementedError
 
-    def forward_with_memory(self, x, state=None):
-        self.check_sequence(x)
-        h, h_last = ops.diag_scan(*self.gates(x), state)
-        return self.out(h), h_last, h
+    def mix_with_memory(self, x, state):
+        h, h_last = ops.diag_scan(*self.gates(x), state.h)
+        return self.out(h), HiddenState(h_last), h
 
-    def forward(self, x, state=None):
-        y, state, _ = self.forward_with_memory(x, state)
-        return y, state
-
-    def step_with_memory(self, x_t, state=None):
-        self.check_token(x_t)
-        h_t, state = ops.diag_step(*self.gates(x_t), state)
-        return self.out(h_t), state, h_t
-
-    def step(self, x_t, state=None):
-        y_t, state, _ = self.step_with_memory(x_t, state)
-        return y_t, state
+    def mix_step_with_memory(self, x_t, state):
+        h_t, h_next = ops.diag_step(*self.gates(x_t), state.h)
+        return self.out(h_t), HiddenState(h_next), h_t
 
     def init_state(self, batch_size, device=None, dtype=None):
         acc = torch.float64 if dtype == torch.float64 else torch.float32
-        return torch.zeros(batch_size, self.hidden_size, device=device, dtype=acc)
+        return HiddenState(torch.zeros(batch_size, self.hidden_size, device=device, dtype=acc))

@@ -11,7 +11,7 @@ is a parameter and does not depend on the sequence. So the only mixing across
 tokens is the kernel-3 convolution: a token sees the 2 tokens before it, and a
 stack of L GAM layers sees 2L tokens back (tests/layers/test_gam.py checks this).
 That is what the released code computes, and recurlab implements it as such.
-State: the last 2 inputs (B, 2, d_model).
+State: InputWindow, the last 2 inputs (B, 2, d_model).
 """
 
 from __future__ import annotations
@@ -22,10 +22,14 @@ from torch import nn
 from .. import ops
 from .base import TokenMixer
 from .registry import register
+from .states import InputWindow
 
 
-@register("gam", kind="token", paper="GAM 2025, Gated Associative Memory", state="last kernel_size - 1 inputs")
+@register("gam", kind="token", paper="GAM 2025, Gated Associative Memory", state="last kernel_size - 1 inputs",
+          tiny={"num_slots": 8})
 class GatedAssociativeMemory(TokenMixer):
+    state_type = InputWindow
+
     def __init__(self, d_model: int, num_slots: int = 512, kernel_size: int = 3):
         super().__init__(d_model)
         self.kernel_size = kernel_size
@@ -40,16 +44,13 @@ class GatedAssociativeMemory(TokenMixer):
         a, b = self.gate(x).chunk(2, dim=-1)
         return torch.sigmoid(a) * local + torch.sigmoid(b) * read
 
-    def forward(self, x, state=None):
-        self.check_sequence(x)
-        local, state = ops.causal_conv1d(x, self.conv_weight, self.conv_bias, state)
-        return self._combine(x, local), state
+    def mix(self, x, state):
+        local, inputs = ops.causal_conv1d(x, self.conv_weight, self.conv_bias, state.inputs)
+        return self._combine(x, local), InputWindow(inputs)
 
-    def step(self, x_t, state=None):
-        self.check_token(x_t)
-        state = self.init_state(x_t.shape[0], x_t.device, x_t.dtype) if state is None else state
-        local, state = ops.causal_conv1d_step(x_t, state, self.conv_weight, self.conv_bias)
-        return self._combine(x_t, local), state
+    def mix_step(self, x_t, state):
+        local, inputs = ops.causal_conv1d_step(x_t, state.inputs, self.conv_weight, self.conv_bias)
+        return self._combine(x_t, local), InputWindow(inputs)
 
     def init_state(self, batch_size, device=None, dtype=None):
-        return torch.zeros(batch_size, self.kernel_size - 1, self.d_model, device=device, dtype=dtype)
+        return InputWindow(torch.zeros(batch_size, self.kernel_size - 1, self.d_model, device=device, dtype=dtype))

@@ -9,7 +9,7 @@ flash-linear-attention library:
     y = W_o (RMSNorm_head(o_t) ⊙ swish(x W_g))
 
 Initialisation N(0, 0.02), biases 0 (the decay then starts at σ(0)^(1/16) ≈ 0.958).
-State: S (B, H, d_k/H, d_v/H) float32. The memory read-out (for gmu layers) is
+State: MatrixState(S), S (B, H, d_k/H, d_v/H) float32. The memory read-out (for gmu layers) is
 o before the norm and output gate, width d_v.
 """
 
@@ -22,10 +22,15 @@ from torch import nn
 from .. import ops
 from .base import TokenMixer
 from .registry import register
+from .states import MatrixState
 
 
-@register("gla", kind="token", paper="Yang et al. 2023, Gated Linear Attention", state="S: d_k * d_v / heads")
+@register("gla", kind="token", paper="Yang et al. 2023, Gated Linear Attention", state="S: d_k * d_v / heads",
+          tiny={"n_heads": 2})
 class GatedLinearAttention(TokenMixer):
+    state_type = MatrixState
+    produces_memory = True
+
     def __init__(self, d_model: int, n_heads: int = 4, expand_k: float = 0.5, expand_v: float = 1.0,
                  gate_low_rank: int = 16, gate_normalizer: float = 16.0, norm_eps: float = 1e-5):
         super().__init__(d_model)
@@ -62,26 +67,16 @@ class GatedLinearAttention(TokenMixer):
         o = self.head_norm(o).flatten(-2) * F.silu(self.g_proj(x))
         return self.o_proj(o)
 
-    def forward_with_memory(self, x, state=None):
-        self.check_sequence(x)
+    def mix_with_memory(self, x, state):
         q, k, v, log_alpha = self._project(x)
-        o, state = ops.gla(q, k, v, log_alpha, initial_state=state)
-        return self._output(x, o), state, o.flatten(-2)
+        o, S = ops.gla(q, k, v, log_alpha, initial_state=state.S)
+        return self._output(x, o), MatrixState(S), o.flatten(-2)
 
-    def forward(self, x, state=None):
-        y, state, _ = self.forward_with_memory(x, state)
-        return y, state
-
-    def step_with_memory(self, x_t, state=None):
-        self.check_token(x_t)
+    def mix_step_with_memory(self, x_t, state):
         q, k, v, log_alpha = self._project(x_t)
-        o, state = ops.gla_step(q, k, v, log_alpha, state)
-        return self._output(x_t, o), state, o.flatten(-2)
-
-    def step(self, x_t, state=None):
-        y_t, state, _ = self.step_with_memory(x_t, state)
-        return y_t, state
+        o, S = ops.gla_step(q, k, v, log_alpha, state.S)
+        return self._output(x_t, o), MatrixState(S), o.flatten(-2)
 
     def init_state(self, batch_size, device=None, dtype=None):
         acc = torch.float64 if dtype == torch.float64 else torch.float32
-        return torch.zeros(batch_size, self.n_heads, self.head_k, self.head_v, device=device, dtype=acc)
+        return MatrixState(torch.zeros(batch_size, self.n_heads, self.head_k, self.head_v, device=device, dtype=acc))

@@ -9,8 +9,8 @@ output of the last self-decoder SSM layer, before its output gate and
 projection. Every GMU of the cross-decoder reads the same m, so the
 cross-decoder adds no recurrent state and no KV cache: a GMU layer is
 stateless and costs O(d_model * memory_dim) per token. In recurlab the memory
-comes from any mixer with a ``memory_dim`` (mingru, minlstm, gla, ...), wired by
-``CausalLM`` through ``ModelConfig.memory_layer``.
+comes from any mixer that ``produces_memory`` (mingru, minlstm, gla, ...), wired by
+the ``Stack`` depth module through ``ModelConfig.memory_layer``.
 """
 
 from __future__ import annotations
@@ -19,45 +19,35 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops import _checks
-from .base import TokenMixer
+from .base import StatelessMixer
 from .registry import register
 
 
-@register("gmu", kind="token", paper="Ren et al. 2025, SambaY (Gated Memory Unit)", state="none (reads a shared memory)")
-class GatedMemoryUnit(TokenMixer):
-    needs_memory = True
+@register("gmu", kind="token", paper="Ren et al. 2025, SambaY (Gated Memory Unit)", state="none (reads a shared memory)",
+          tiny={"memory_dim": 12})
+class GatedMemoryUnit(StatelessMixer):
+    reads_memory = True
 
     def __init__(self, d_model: int, memory_dim: int | None = None, norm_groups: int | None = None):
         super().__init__(d_model)
-        self.memory_width = memory_dim or d_model
-        self.in_proj = nn.Linear(d_model, self.memory_width, bias=False)
-        self.out_proj = nn.Linear(self.memory_width, d_model, bias=False)
+        self.memory_dim = memory_dim or d_model
+        self.in_proj = nn.Linear(d_model, self.memory_dim, bias=False)
+        self.out_proj = nn.Linear(self.memory_dim, d_model, bias=False)
         self.norm_groups = norm_groups
         if norm_groups is not None:
-            if self.memory_width % norm_groups:
-                raise ValueError(f"norm_groups={norm_groups} must divide memory_dim={self.memory_width}")
-            self.norm = nn.RMSNorm(self.memory_width // norm_groups)
+            if self.memory_dim % norm_groups:
+                raise ValueError(f"norm_groups={norm_groups} must divide memory_dim={self.memory_dim}")
+            self.norm = nn.RMSNorm(self.memory_dim // norm_groups)
 
-    def _gate(self, x, memory, name):
-        if memory is None:
-            raise ValueError("gmu needs memory=: the read-out (B, [T,] memory_dim) of an earlier layer; "
-                             "in a CausalLM set memory_layer to a layer whose mixer produces one")
-        _checks.check_tensor(name, memory, ranks=(x.dim(),), layout=f"{tuple(x.shape[:-1]) + (self.memory_width,)}")
-        if memory.shape[:-1] != x.shape[:-1] or memory.shape[-1] != self.memory_width:
-            raise ValueError(f"{name} must have shape {tuple(x.shape[:-1]) + (self.memory_width,)}, got {tuple(memory.shape)}")
+    def _gate(self, x, memory):
+        self.check_memory(memory, x)
         gated = F.silu(self.in_proj(x)) * memory.to(x.dtype)
         if self.norm_groups is not None:
             gated = self.norm(gated.unflatten(-1, (self.norm_groups, -1))).flatten(-2)
         return self.out_proj(gated)
 
-    def forward(self, x, state=None, memory=None):
-        self.check_sequence(x)
-        return self._gate(x, memory, "memory"), state
+    def mix(self, x, state, memory=None):
+        return self._gate(x, memory), state
 
-    def step(self, x_t, state=None, memory=None):
-        self.check_token(x_t)
-        return self._gate(x_t, memory, "memory"), state
-
-    def init_state(self, batch_size, device=None, dtype=None):
-        return None
+    def mix_step(self, x_t, state, memory=None):
+        return self._gate(x_t, memory), state

@@ -17,25 +17,27 @@ from torch import nn
 
 from .base import TokenMixer
 from .registry import register
+from .states import HiddenState
 
 
-@register("gru", kind="token", paper="Cho et al. 2014, GRU (torch.nn.GRU)", state="h: hidden_size", parallel=False)
+@register("gru", kind="token", paper="Cho et al. 2014, GRU (torch.nn.GRU)", state="h: hidden_size", parallel=False,
+          tiny={})
 class GRU(TokenMixer):
+    state_type = HiddenState
+
     def __init__(self, d_model: int, hidden_size: int | None = None):
         super().__init__(d_model)
         self.hidden_size = hidden_size or d_model
         self.rnn = nn.GRU(d_model, self.hidden_size, batch_first=True)
         self.out = nn.Linear(self.hidden_size, d_model) if self.hidden_size != d_model else nn.Identity()
 
-    def forward(self, x, state=None):
-        self.check_sequence(x)
-        y, h = self.rnn(x, None if state is None else state.unsqueeze(0).to(x.dtype))
-        return self.out(y), h.squeeze(0)
+    def mix(self, x, state):
+        y, h = self.rnn(x, state.h.unsqueeze(0).to(x.dtype))
+        return self.out(y), HiddenState(h.squeeze(0))
 
-    def step(self, x_t, state=None):
-        self.check_token(x_t)
-        y, h = self.forward(x_t.unsqueeze(1), state)
-        return y.squeeze(1), h
+    def mix_step(self, x_t, state):
+        y, state = self.mix(x_t.unsqueeze(1), state)
+        return y.squeeze(1), state
 
     def init_state(self, batch_size, device=None, dtype=None):
-        return torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype or torch.float32)
+        return HiddenState(torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype or torch.float32))

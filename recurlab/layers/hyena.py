@@ -14,19 +14,35 @@ the positional features at lr 1e-5; recurlab keeps them fixed.)
 The filter has l_max lags, so a token sees l_max tokens back. Decoding keeps the
 last l_max - 1 gated inputs: O(l_max d) memory and time per token, which is what
 sets convolutional models apart from recurrent ones at inference.
-State: (short-conv inputs (B, 2, 3 d_model), long-conv history (B, l_max - 1, d_model)).
+State: HyenaState (short-conv inputs (B, 2, 3 d_model), long-conv history (B, l_max - 1, d_model)).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .. import ops
+from ..state import State
 from .base import TokenMixer
 from .registry import register
+
+
+@dataclass(frozen=True)
+class HyenaState(State):
+    """Decoding state of :class:`Hyena`.
+
+    Attributes:
+        short_inputs: (B, short_kernel - 1, 3 d_model) the last inputs of the short convolution.
+        history: (B, l_max - 1, d_model) the last gated inputs x1 ⊙ v of the long convolution, or None
+            before the first token (all zeros; the parallel form then convolves only the new tokens).
+    """
+
+    short_inputs: torch.Tensor
+    history: torch.Tensor | None = None
 
 
 class _Sin(nn.Module):
@@ -71,8 +87,10 @@ class ImplicitFilter(nn.Module):
 
 
 @register("hyena", kind="token", paper="Poli et al. 2023, Hyena (order 2, Zoology configuration)",
-          state="short conv + last l_max - 1 inputs")
+          state="short conv + last l_max - 1 inputs", tiny={"l_max": 40, "filter_order": 8})
 class Hyena(TokenMixer):
+    state_type = HyenaState
+
     def __init__(self, d_model: int, l_max: int = 2048, filter_order: int = 64, short_kernel: int = 3):
         super().__init__(d_model)
         self.l_max = l_max
@@ -85,11 +103,10 @@ class Hyena(TokenMixer):
         self.long_filter = ImplicitFilter(d_model, l_max, order=filter_order)
         self.skip = nn.Parameter(torch.randn(d_model))
 
-    def forward(self, x, state=None):
-        self.check_sequence(x)
+    def mix(self, x, state):
         B, T, d = x.shape
-        short_state, history = state if state is not None else (None, None)
-        u, short_state = ops.causal_conv1d(self.in_proj(x), self.short_filter, self.short_bias, short_state)
+        history = state.history
+        u, short_state = ops.causal_conv1d(self.in_proj(x), self.short_filter, self.short_bias, state.short_inputs)
         x1, x2, v = u.split(d, dim=-1)
         gated = x1 * v
         h = self.long_filter().to(x.dtype)
@@ -99,18 +116,17 @@ class Hyena(TokenMixer):
                 if self.l_max > 1 else gated[:, :0]
         else:
             z, history = ops.long_conv(gated, h, self.skip, history)
-        return self.out_proj(x2 * z), (short_state, history)
+        return self.out_proj(x2 * z), HyenaState(short_state, history)
 
-    def step(self, x_t, state=None):
-        self.check_token(x_t)
-        d = self.d_model
-        short_state, history = state if state is not None else self.init_state(x_t.shape[0], x_t.device, x_t.dtype)
-        u, short_state = ops.causal_conv1d_step(self.in_proj(x_t), short_state, self.short_filter, self.short_bias)
-        x1, x2, v = u.split(d, dim=-1)
+    def mix_step(self, x_t, state):
+        u, short_state = ops.causal_conv1d_step(self.in_proj(x_t), state.short_inputs, self.short_filter,
+                                                self.short_bias)
+        x1, x2, v = u.split(self.d_model, dim=-1)
         h = self.long_filter() if torch.is_grad_enabled() else self.long_filter.cached()
+        history = state.history if state.history is not None else \
+            x_t.new_zeros(x_t.shape[0], self.l_max - 1, self.d_model)
         z, history = ops.long_conv_step(x1 * v, history, h.to(x_t.dtype), self.skip)
-        return self.out_proj(x2 * z), (short_state, history)
+        return self.out_proj(x2 * z), HyenaState(short_state, history)
 
     def init_state(self, batch_size, device=None, dtype=None):
-        return (torch.zeros(batch_size, self.short_kernel - 1, 3 * self.d_model, device=device, dtype=dtype),
-                torch.zeros(batch_size, self.l_max - 1, self.d_model, device=device, dtype=dtype))
+        return HyenaState(torch.zeros(batch_size, self.short_kernel - 1, 3 * self.d_model, device=device, dtype=dtype))

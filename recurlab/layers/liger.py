@@ -12,27 +12,40 @@ layer's projections and adds no parameters.
 
 ``LigerAttention.from_attention(layer)`` builds one from a trained ``attention``
 layer, sharing nothing but copying its four projections.
-State: (KVCache of the last window - 1 tokens, GLA state (B, H, Dh, Dh)).
+State: LigerState (KVCache of the last window - 1 tokens, GLA state S (B, H, Dh, Dh)).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from .. import ops
+from ..state import State
 from .attention import Attention
 from .registry import register
 
 
+@dataclass(frozen=True)
+class LigerState(State):
+    """cache: the sliding window's KVCache; S: (B, H, Dh, Dh) the gated linear attention state (float32)."""
+
+    cache: ops.KVCache
+    S: torch.Tensor
+
+
 @register("liger", kind="token", paper="Lan et al. 2025, Liger (linearised attention hybrid)",
-          state="KV cache of window - 1 tokens + Dh * Dh per head")
+          state="KV cache of window - 1 tokens + Dh * Dh per head", tiny={"n_heads": 2, "window": 4})
 class LigerAttention(Attention):
+    state_type = LigerState
+    kv_attention = False  # its state adds a GLA memory to the window's cache
     def __init__(self, d_model: int, n_heads: int | None = None, window: int = 64, rope_base: float = 10000.0,
                  gate_normalizer: float = 16.0, mix: float = 0.5):
         super().__init__(d_model, n_heads, None, rope_base, window)
         self.gate_normalizer = gate_normalizer
-        self.mix = mix
+        self.mix_weight = mix
 
     @classmethod
     def from_attention(cls, attention: Attention, window: int = 64) -> "LigerAttention":
@@ -52,26 +65,22 @@ class LigerAttention(Attention):
         log_alpha = F.logsigmoid(k) / self.gate_normalizer
         return torch.softmax(q, -1), torch.softmax(k, -1), v, log_alpha
 
-    def forward(self, x, state=None):
-        self.check_sequence(x)
-        cache, S = state if state is not None else (ops.KVCache(self.window), None)
-        q, k, v = self.project(x, cache.offset)
-        o_swa, cache = ops.attention(q, k, v, window=self.window, cache=cache)
-        o_gla, S = ops.gla(*self._linear_inputs(x), scale=1.0, initial_state=S)
-        o = self.mix * o_swa + (1 - self.mix) * o_gla
-        return self.o_proj(o.flatten(-2)), (cache, S)
+    def mix(self, x, state):
+        q, k, v = self.project(x, state.cache.offset)
+        o_swa, cache = ops.attention(q, k, v, window=self.window, cache=state.cache)
+        o_gla, S = ops.gla(*self._linear_inputs(x), scale=1.0, initial_state=state.S)
+        o = self.mix_weight * o_swa + (1 - self.mix_weight) * o_gla
+        return self.o_proj(o.flatten(-2)), LigerState(cache, S)
 
-    def step(self, x_t, state=None):
-        self.check_token(x_t)
-        cache, S = state if state is not None else self.init_state(x_t.shape[0], x_t.device, x_t.dtype)
-        q, k, v = self.project(x_t.unsqueeze(1), cache.offset)
-        o_swa, cache = ops.attention(q, k, v, window=self.window, cache=cache)
+    def mix_step(self, x_t, state):
+        q, k, v = self.project(x_t.unsqueeze(1), state.cache.offset)
+        o_swa, cache = ops.attention(q, k, v, window=self.window, cache=state.cache)
         fq, fk, fv, log_alpha = (t.squeeze(1) for t in self._linear_inputs(x_t.unsqueeze(1)))
-        o_gla, S = ops.gla_step(fq, fk, fv, log_alpha, S, scale=1.0)
-        o = self.mix * o_swa.squeeze(1) + (1 - self.mix) * o_gla
-        return self.o_proj(o.flatten(-2)), (cache, S)
+        o_gla, S = ops.gla_step(fq, fk, fv, log_alpha, state.S, scale=1.0)
+        o = self.mix_weight * o_swa.squeeze(1) + (1 - self.mix_weight) * o_gla
+        return self.o_proj(o.flatten(-2)), LigerState(cache, S)
 
     def init_state(self, batch_size, device=None, dtype=None):
         acc = torch.float64 if dtype == torch.float64 else torch.float32
-        return (ops.KVCache(self.window),
-                torch.zeros(batch_size, self.n_heads, self.head_dim, self.head_dim, device=device, dtype=acc))
+        return LigerState(ops.KVCache(self.window),
+                          torch.zeros(batch_size, self.n_heads, self.head_dim, self.head_dim, device=device, dtype=acc))

@@ -24,7 +24,8 @@ from .diagonal import DiagonalRecurrence
 from .registry import register
 
 
-@register("mingru", kind="token", paper="Feng et al. 2024, Were RNNs All We Needed? (minGRU)", state="h: expand * d_model")
+@register("mingru", kind="token", paper="Feng et al. 2024, Were RNNs All We Needed? (minGRU)", state="h: expand * d_model",
+          tiny={})
 class MinGRU(DiagonalRecurrence):
     def __init__(self, d_model: int, expand: int = 1):
         super().__init__(d_model, expand * d_model)

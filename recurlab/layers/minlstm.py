@@ -21,7 +21,8 @@ from .diagonal import DiagonalRecurrence
 from .registry import register
 
 
-@register("minlstm", kind="token", paper="Feng et al. 2024, Were RNNs All We Needed? (minLSTM)", state="h: expand * d_model")
+@register("minlstm", kind="token", paper="Feng et al. 2024, Were RNNs All We Needed? (minLSTM)", state="h: expand * d_model",
+          tiny={})
 class MinLSTM(DiagonalRecurrence):
     def __init__(self, d_model: int, expand: int = 1):
         super().__init__(d_model, expand * d_model)

@@ -26,8 +26,8 @@ float64 inputs) whatever the input dtype. Dispatch loops over experts and gather
 with ``index_select`` and scatters back with ``index_add_``: compute is N·k expert evaluations, not
 N·E. There is no capacity limit, so no token is dropped.
 
-The layer sets ``self.aux_loss`` on every forward; :class:`recurlab.models.CausalLM` does not
-collect it (its blocks return no aux losses), while :class:`recurlab.recursion.RMoEStack` does.
+The layer sets ``self.aux_loss`` on every forward; the plain ``stack`` depth module does not
+collect it, while the ``rmoe`` depth module (:class:`recurlab.recursion.RMoEStack`) does.
 With ``router=False`` the layer has no router of its own and takes ``router_logits`` from its
 caller (the layerwise recurrent router of RMoE).
 """

@@ -15,7 +15,7 @@ channel reads every input channel at every lag: w·d² weights). recurlab
 factorises it as a depthwise lag filter followed by a channel-mixing linear,
 h_t = W_h (Σ_j c_j ⊙ x_{t-j}) + b_h, which keeps w·d + d² weights so a window of
 hundreds of steps stays affordable (a documented deviation). State: the last w
-inputs (B, w, d_model), O(w·d) per decoded token.
+inputs (B, w, d_model) as an InputWindow, O(w·d) per decoded token.
 """
 
 from __future__ import annotations
@@ -26,10 +26,14 @@ from torch import nn
 from .. import ops
 from .base import TokenMixer
 from .registry import register
+from .states import InputWindow
 
 
-@register("pgn", kind="token", paper="Jia et al. 2024, PGN (Parallel Gated Network)", state="last window inputs")
+@register("pgn", kind="token", paper="Jia et al. 2024, PGN (Parallel Gated Network)", state="last window inputs",
+          tiny={"window": 5})
 class ParallelGatedNetwork(TokenMixer):
+    state_type = InputWindow
+
     def __init__(self, d_model: int, window: int = 64):
         super().__init__(d_model)
         if window < 1:
@@ -44,24 +48,21 @@ class ParallelGatedNetwork(TokenMixer):
         g = torch.sigmoid(g)
         return g * h + (1 - g) * torch.tanh(c)
 
-    def forward(self, x, state=None):
-        self.check_sequence(x)
-        B, T, _ = x.shape
-        history = state if state is not None else x.new_zeros(B, self.window, self.d_model)
-        full = torch.cat([history.to(x.dtype), x], 1)  # (B, w + T, d): w earlier inputs, then x
+    def mix(self, x, state):
+        T = x.shape[1]
+        full = torch.cat([state.inputs.to(x.dtype), x], 1)  # (B, w + T, d): w earlier inputs, then x
         # h_t sums full[:, t : t + w] (the w inputs before x_t): a w-tap causal conv over full[:, :-1]
         # whose first w-1 inputs serve as its history
         window_sum, _ = ops.causal_conv1d(full[:, self.window - 1 : -1], self.lag_filter,
                                           state=full[:, : self.window - 1])
         h = self.hie_mix(window_sum)
-        return self._fuse(x, h), full[:, T:]
+        return self._fuse(x, h), InputWindow(full[:, T:])
 
-    def step(self, x_t, state=None):
-        self.check_token(x_t)
-        history = state if state is not None else self.init_state(x_t.shape[0], x_t.device, x_t.dtype)
+    def mix_step(self, x_t, state):
+        history = state.inputs
         window_sum = torch.einsum("bwd,dw->bd", history.to(x_t.dtype), self.lag_filter)
         h = self.hie_mix(window_sum)
-        return self._fuse(x_t, h), torch.cat([history[:, 1:], x_t.unsqueeze(1).to(history.dtype)], 1)
+        return self._fuse(x_t, h), InputWindow(torch.cat([history[:, 1:], x_t.unsqueeze(1).to(history.dtype)], 1))
 
     def init_state(self, batch_size, device=None, dtype=None):
-        return torch.zeros(batch_size, self.window, self.d_model, device=device, dtype=dtype)
+        return InputWindow(torch.zeros(batch_size, self.window, self.d_model, device=device, dtype=dtype))

@@ -1,6 +1,8 @@
 """Layers by name: ``build("gla", d_model=256)`` so that configs and the CLI can pick any unit.
 
-Adding a layer is one file plus one ``@register`` line.
+Adding a layer is one file under ``recurlab/layers/`` with a ``@register`` line on its class: the
+package imports every module in its folder, the contract tests run every registered mixer with
+the ``tiny`` arguments it registers, and the CLI offers its name.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class LayerInfo:
     paper: str
     state: str  # decoding state, in words (per layer, for batch size 1)
     parallel: bool  # has a parallel-over-time training form
+    tiny: dict  # constructor arguments of a tiny instance (d_model 16) for the tests
 
     def summary(self) -> str:
         return f"{self.name:<10} {self.kind:<7} parallel={'yes' if self.parallel else 'no ':<3}  state: {self.state:<38} {self.paper}"
@@ -28,15 +31,25 @@ class LayerInfo:
 _REGISTRY: dict[str, LayerInfo] = {}
 
 
-def register(name: str, *, kind: str, paper: str, state: str = "none", parallel: bool = True) -> Callable[[type], type]:
-    """Class decorator adding a layer to the registry under ``name``."""
+def register(name: str, *, kind: str, paper: str, state: str = "none", parallel: bool = True,
+             tiny: dict | None = None) -> Callable[[type], type]:
+    """Class decorator adding a layer to the registry under ``name``.
+
+    Args:
+        kind: "token" (a :class:`TokenMixer`) or "channel" (a :class:`ChannelMixer`).
+        paper: the paper it implements, as "Authors year, title".
+        state: its decoding state in words (shown by ``recurlab layers``).
+        parallel: whether it has a parallel-over-time training form.
+        tiny: constructor arguments (besides d_model=16) that make an instance small enough for the
+            contract tests to run in milliseconds, e.g. ``{"n_heads": 2}``.
+    """
     if kind not in ("token", "channel"):
         raise ValueError(f"kind must be 'token' or 'channel', got {kind!r}")
 
     def decorate(cls: type) -> type:
         if name in _REGISTRY:
             raise ValueError(f"layer name {name!r} is already registered to {_REGISTRY[name].cls.__name__}")
-        _REGISTRY[name] = LayerInfo(name, kind, cls, paper, state, parallel)
+        _REGISTRY[name] = LayerInfo(name, kind, cls, paper, state, parallel, dict(tiny or {}))
         cls.registry_name = name
         return cls
 

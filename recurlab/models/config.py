@@ -1,4 +1,4 @@
-"""The model configuration: one dataclass, plain JSON in and out."""
+"""The model configuration: one dataclass, plain JSON in and out, that describes any recurlab LM."""
 
 from __future__ import annotations
 
@@ -9,24 +9,30 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .. import layers
+from .depth import check_depth_kwargs, depth_names
 
 
 @dataclass
 class ModelConfig:
-    """A stack of blocks (token mixer + channel mixer), as used by :class:`CausalLM`.
+    """A language model ``embedding -> depth module -> RMSNorm -> head`` (:class:`recurlab.models.CausalLM`).
 
     Attributes:
         vocab_size: number of token ids.
         d_model: width of the residual stream.
-        n_layers: number of blocks.
-        mixer: a token-mixer name for every layer, or a list of n_layers names
+        n_layers: number of distinct blocks (token mixer + channel mixer). How the depth module
+            uses them: the stack applies each once; ``recursive``/``relaxed`` loop them; ``mor`` takes
+            ``first`` + shared + ``last``; ``recurrent_depth`` takes ``prelude`` + core + ``coda``.
+        mixer: a token-mixer name for every block, or a list of n_layers names
             (hybrids, e.g. ["gla", "gla", "attention"]).
         channel_mixer: a channel-mixer name for every block, or None for blocks
             with a token mixer only.
         mixer_kwargs: per mixer name, keyword arguments for its constructor,
             e.g. {"swa": {"window": 64}}.
         channel_kwargs: keyword arguments for the channel mixer.
-        memory_layer: index of the layer whose memory read-out the gmu layers
+        depth: the depth module by name (``recurlab.models.depth_names()``): "stack", "recursive",
+            "relaxed", "mor", "recurrent_depth", "rmoe".
+        depth_kwargs: the depth module's arguments, e.g. {"n_loops": 3} for "recursive".
+        memory_layer: (stack only) index of the block whose memory read-out the gmu blocks
             after it consume (SambaY's decoder-hybrid-decoder layout), or None.
         tie_embeddings: the output head reuses the embedding matrix.
         norm_eps: epsilon of the RMSNorms.
@@ -39,44 +45,84 @@ class ModelConfig:
     channel_mixer: str | None = "swiglu"
     mixer_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     channel_kwargs: dict[str, Any] = field(default_factory=dict)
+    depth: str = "stack"
+    depth_kwargs: dict[str, Any] = field(default_factory=dict)
     memory_layer: int | None = None
     tie_embeddings: bool = True
     norm_eps: float = 1e-5
 
     def __post_init__(self):
+        if isinstance(self.mixer, tuple):
+            self.mixer = list(self.mixer)
         self.validate()
 
     @property
     def mixers(self) -> list[str]:
-        """The token-mixer name of each layer."""
+        """The token-mixer name of each block."""
         return [self.mixer] * self.n_layers if isinstance(self.mixer, str) else list(self.mixer)
 
     def validate(self) -> None:
+        """A ValueError naming the first field that has the wrong type or value."""
         for name in ("vocab_size", "d_model", "n_layers"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"model config {name} must be a positive int, got {value!r}")
+        if not (isinstance(self.mixer, str) or (isinstance(self.mixer, list) and all(isinstance(m, str) for m in self.mixer))):
+            raise ValueError(f"model config mixer must be a token-mixer name or a list of them, got {self.mixer!r}")
         mixers = self.mixers
         if len(mixers) != self.n_layers:
-            raise ValueError(f"mixer must be one name or a list of n_layers={self.n_layers} names, got {len(mixers)} names")
+            raise ValueError(f"model config mixer must be one name or a list of n_layers={self.n_layers} names, "
+                             f"got {len(mixers)} names")
         valid = layers.names("token")
         for name in mixers:
             if name not in valid:
                 raise ValueError(f"unknown token mixer {name!r}; valid names: {', '.join(sorted(valid))}")
-        for name in self.mixer_kwargs:
+        for key in ("mixer_kwargs", "channel_kwargs", "depth_kwargs"):
+            if not isinstance(getattr(self, key), dict):
+                raise ValueError(f"model config {key} must be a JSON object (dict), got {getattr(self, key)!r}")
+        for name, kwargs in self.mixer_kwargs.items():
             if name not in mixers:
-                raise ValueError(f"mixer_kwargs has an entry for {name!r}, which no layer uses (layers use {sorted(set(mixers))})")
+                raise ValueError(f"mixer_kwargs has an entry for {name!r}, which no layer uses "
+                                 f"(layers use {sorted(set(mixers))})")
+            if not isinstance(kwargs, dict):
+                raise ValueError(f"mixer_kwargs[{name!r}] must be a dict of constructor arguments, got {kwargs!r}")
+            unknown = [k for k in kwargs if not layers.accepts(name, k)]
+            if unknown:
+                raise ValueError(f"mixer_kwargs[{name!r}]: {name} takes no argument(s) {', '.join(unknown)}")
         if self.channel_mixer is not None and self.channel_mixer not in layers.names("channel"):
             raise ValueError(f"unknown channel mixer {self.channel_mixer!r}; valid names: "
                              f"{', '.join(sorted(layers.names('channel')))} or None")
-        consumers = [i for i, name in enumerate(mixers) if layers.info(name).cls.needs_memory]
-        if consumers and self.memory_layer is None:
-            raise ValueError(f"layers {consumers} are gmu layers, which read a memory: set memory_layer to an earlier layer")
-        if self.memory_layer is not None:
-            if not 0 <= self.memory_layer < self.n_layers:
-                raise ValueError(f"memory_layer must be a layer index in [0, {self.n_layers}), got {self.memory_layer}")
-            if any(i <= self.memory_layer for i in consumers):
-                raise ValueError(f"gmu layers {consumers} must come after memory_layer={self.memory_layer}")
+        unknown = [k for k in self.channel_kwargs if self.channel_mixer is None or not layers.accepts(self.channel_mixer, k)]
+        if unknown:
+            raise ValueError(f"channel_kwargs: {self.channel_mixer} takes no argument(s) {', '.join(unknown)}")
+        if not isinstance(self.depth, str) or self.depth not in depth_names():
+            raise ValueError(f"unknown depth module {self.depth!r}; valid names: {', '.join(sorted(depth_names()))}")
+        check_depth_kwargs(self.depth, self.depth_kwargs)
+        if not isinstance(self.tie_embeddings, bool):
+            raise ValueError(f"model config tie_embeddings must be true or false, got {self.tie_embeddings!r}")
+        if not isinstance(self.norm_eps, (int, float)) or isinstance(self.norm_eps, bool) or not self.norm_eps > 0:
+            raise ValueError(f"model config norm_eps must be a number > 0, got {self.norm_eps!r}")
+        self._validate_memory(mixers)
+
+    def _validate_memory(self, mixers: list[str]) -> None:
+        readers = [i for i, name in enumerate(mixers) if layers.info(name).cls.reads_memory]
+        if self.memory_layer is None:
+            if readers:
+                raise ValueError(f"layers {readers} read a memory (gmu): set memory_layer to an earlier layer "
+                                 f"whose mixer produces one")
+            return
+        if self.depth != "stack":
+            raise ValueError(f"memory_layer is wired by the 'stack' depth module; depth {self.depth!r} takes "
+                             f"self-contained mixers only")
+        if not isinstance(self.memory_layer, int) or isinstance(self.memory_layer, bool) \
+                or not 0 <= self.memory_layer < self.n_layers:
+            raise ValueError(f"memory_layer must be a layer index in [0, {self.n_layers}), got {self.memory_layer!r}")
+        if not layers.info(mixers[self.memory_layer]).cls.produces_memory:
+            producers = [n for n in layers.names("token") if layers.info(n).cls.produces_memory]
+            raise ValueError(f"memory_layer={self.memory_layer} is a {mixers[self.memory_layer]!r} layer, which "
+                             f"produces no memory read-out; use one of: {', '.join(producers)}")
+        if any(i <= self.memory_layer for i in readers):
+            raise ValueError(f"gmu layers {readers} must come after memory_layer={self.memory_layer}")
 
     # ------------------------------------------------------------------ JSON
 
@@ -86,6 +132,8 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any]) -> "ModelConfig":
         """Build from a plain mapping; unknown keys raise a ValueError listing the valid ones."""
+        if not isinstance(mapping, Mapping):
+            raise ValueError(f"a model config must be a JSON object, got {type(mapping).__name__}")
         valid = [f.name for f in dataclasses.fields(cls)]
         unknown = [k for k in mapping if k not in valid]
         if unknown:

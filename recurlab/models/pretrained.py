@@ -5,9 +5,10 @@
     tok = load_tokenizer("runs/lm-gla/model")          # if one was saved
 
 ``config.json`` holds the format name and version, the recurlab version that wrote
-it, the model configuration and, optionally, the tokenizer. Loading refuses files
-of another format version and state dicts with missing, unexpected or mis-shaped
-tensors, naming them.
+it, the model configuration (depth module included, so recursion models load the same
+way) and, optionally, the tokenizer. Loading refuses files of an unknown format version
+and state dicts with missing, unexpected or mis-shaped tensors, naming them. Version 1
+files (written before the depth module was the spine: blocks at ``blocks.i``) load too.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from .. import __version__
 from .config import ModelConfig
 
 FORMAT = "recurlab-causal-lm"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 def save_pretrained(model, directory: str | Path, tokenizer=None) -> Path:
@@ -50,9 +52,10 @@ def read_config(directory: str | Path) -> dict:
     meta = json.loads(path.read_text())
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a {FORMAT} file (format={meta.get('format')!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READABLE_VERSIONS:
         raise ValueError(f"{path} has format version {meta.get('format_version')} (written by recurlab "
-                         f"{meta.get('recurlab_version')}); this recurlab ({__version__}) reads version {FORMAT_VERSION}")
+                         f"{meta.get('recurlab_version')}); this recurlab ({__version__}) reads versions "
+                         f"{', '.join(map(str, READABLE_VERSIONS))}")
     return meta
 
 
@@ -63,6 +66,8 @@ def load_pretrained(cls, directory: str | Path, map_location: str | torch.device
     if not weights_path.exists():
         raise FileNotFoundError(f"no model.safetensors in {directory}")
     weights = load_file(str(weights_path), device=str(map_location))
+    if meta["format_version"] == 1:  # the stack's blocks were the model's own: blocks.i -> depth.blocks.i
+        weights = {("depth." + k if k.startswith("blocks.") else k): v for k, v in weights.items()}
     expected = model.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))

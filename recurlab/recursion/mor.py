@@ -46,40 +46,40 @@ over the batch) and ``applications_per_token()`` (len(first) + K * mean_recursio
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.block import Block
-from ..ops import _checks
-from .base import DepthModule
-from .mor_cache import (RecursionKVCache, attention_block, check_row_splittable, is_plain_attention,
-                        recurrent_block_rows, routed_attention)
+from ..models.block import Block, config_block
+from ..models.depth import DepthModule, register_depth
+from ..state import State
+from .mor_cache import RecursionKVCache, attention_block, check_row_splittable, recurrent_block_rows, routed_attention
 
 ROUTERS = ("expert", "token")
 
 
-@dataclass
-class MoRState:
+@dataclass(frozen=True)
+class MoRState(State):
     """Decoding state of :class:`MixtureOfRecursions`.
 
     Attributes:
-        first, last: one state per unique block (as the Block's mixer keeps it).
+        first, last: one state per unique block (its mixer's).
         recursions: recursions[r][k] is the state of shared block k at recursion r: a
-            :class:`RecursionKVCache` for attention, the mixer's own (batch-first) state otherwise,
-            None before the first token (and for r > 0 with kv_sharing: recursion 0's cache is read).
+            :class:`RecursionKVCache` for attention, the mixer's own state otherwise (None for r > 0
+            with kv_sharing: recursion 0's cache is read).
         offset: tokens processed so far (the original position of the next token).
     """
 
-    first: list = field(default_factory=list)
-    recursions: list = field(default_factory=list)
-    last: list = field(default_factory=list)
+    first: tuple = ()
+    recursions: tuple = ()
+    last: tuple = ()
     offset: int = 0
 
 
+@register_depth("mor", tiny={"n_layers": 3, "depth_kwargs": {"n_recursions": 2, "first": 1, "last": 1}})
 class MixtureOfRecursions(DepthModule):
     """Mixture-of-Recursions over K shared blocks, N_r recursions, with expert- or token-choice routing.
 
@@ -97,6 +97,8 @@ class MixtureOfRecursions(DepthModule):
         z_loss_coef: weight of the router z-loss.
         threshold: expert choice at inference: a candidate continues iff σ(logit) >= threshold.
     """
+
+    state_type = MoRState
 
     def __init__(self, shared: list[Block], n_recursions: int, router: str = "expert",
                  first: list[Block] | None = None, last: list[Block] | None = None, kv_sharing: bool = False,
@@ -125,7 +127,7 @@ class MixtureOfRecursions(DepthModule):
         self.n_recursions, self.router_kind, self.kv_sharing = n_recursions, router, kv_sharing
         self.capacities = self._check_capacities(capacities, router, n_recursions)
         if kv_sharing:
-            not_attention = [type(b.mixer).__name__ for b in shared if not is_plain_attention(b.mixer)]
+            not_attention = [type(b.mixer).__name__ for b in shared if not b.mixer.kv_attention]
             if not_attention:
                 raise ValueError(f"kv_sharing reuses attention keys and values, so every shared block needs an "
                                  f"attention mixer; got {', '.join(not_attention)}")
@@ -133,11 +135,8 @@ class MixtureOfRecursions(DepthModule):
                 raise ValueError(f"kv_sharing needs every token at the first recursion (later recursions read its keys "
                                  f"and values): capacities[0] must be 1, got {self.capacities[0]}")
         for k, block in enumerate(shared):
-            if not is_plain_attention(block.mixer):
+            if not block.mixer.kv_attention:
                 check_row_splittable(block, f"shared[{k}]")
-            elif getattr(block.mixer, "group_size", None) is not None:
-                raise ValueError(f"shared[{k}]: attention with group_size={block.mixer.group_size} (sliced groups) is "
-                                 f"not supported by MoR's recursion-wise attention; build it with group_size=None")
 
         self.shared = nn.ModuleList(shared)
         self.first = nn.ModuleList(first or [])
@@ -155,25 +154,24 @@ class MixtureOfRecursions(DepthModule):
         self.last_active: torch.Tensor | None = None
         self.mean_recursions: float | None = None
 
+    @classmethod
+    def from_config(cls, config, *, n_recursions: int, router: str = "expert", first: int = 0, last: int = 0,
+                    kv_sharing: bool = False, capacities: Sequence[float] | None = None, alpha: float | None = None,
+                    router_temperature: float = 1.0, bce_coef: float = 1e-3, balance_coef: float = 0.1,
+                    z_loss_coef: float = 1e-5, threshold: float = 0.5) -> "MixtureOfRecursions":
+        """The config's n_layers blocks as ``first`` unique blocks, the shared blocks, ``last`` unique blocks."""
+        for name, count in (("first", first), ("last", last)):
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                raise ValueError(f"depth_kwargs {name} must be a number of blocks >= 0, got {count!r}")
+        if first + last >= config.n_layers:
+            raise ValueError(f"first={first} + last={last} unique blocks leave none of the n_layers="
+                             f"{config.n_layers} blocks to share")
+        blocks = [config_block(config, i) for i in range(config.n_layers)]
+        return cls(blocks[first: config.n_layers - last], n_recursions, router, blocks[:first],
+                   blocks[config.n_layers - last:], kv_sharing, capacities, alpha, router_temperature, bce_coef,
+                   balance_coef, z_loss_coef, threshold)
+
     # -------------------------------------------------------------------------------------- interface
-
-    def forward(self, x: torch.Tensor, state: MoRState | None = None) -> tuple[torch.Tensor, MoRState]:
-        """x (B, T, d_model) -> (B, T, d_model) and the state after these tokens.
-
-        Expert choice routes by top-k per sequence in training mode and by the causal threshold in
-        eval mode. The given state is updated in place and returned (like attention's KVCache)."""
-        _checks.check_tensor("x", x, ranks=(3,), layout=f"(B, T, d_model={self.d_model})")
-        if x.shape[-1] != self.d_model or x.shape[1] == 0:
-            raise ValueError(f"x must have shape (B, T, d_model={self.d_model}) with T >= 1, got {tuple(x.shape)}")
-        return self._run(x, state, step=False)
-
-    def step(self, x_t: torch.Tensor, state: MoRState | None = None) -> tuple[torch.Tensor, MoRState]:
-        """x_t (B, d_model) -> (B, d_model): one token, routed causally (threshold rule for expert choice)."""
-        _checks.check_tensor("x_t", x_t, ranks=(2,), layout=f"(B, d_model={self.d_model})")
-        if x_t.shape[-1] != self.d_model:
-            raise ValueError(f"x_t must have shape (B, d_model={self.d_model}), got {tuple(x_t.shape)}")
-        y, state = self._run(x_t.unsqueeze(1), state, step=True)
-        return y.squeeze(1), state
 
     def applications_per_token(self) -> float:
         """Block applications per token in the last forward/step: first + K * mean recursions + last."""
@@ -181,35 +179,47 @@ class MixtureOfRecursions(DepthModule):
             raise ValueError("applications_per_token is known after a forward or step; none has run yet")
         return len(self.first) + len(self.shared) * self.mean_recursions + len(self.last)
 
-    def init_state(self) -> MoRState:
-        return MoRState([None] * len(self.first), [[None] * len(self.shared) for _ in range(self.n_recursions)],
-                        [None] * len(self.last), 0)
+    def init_state(self, batch_size, device=None, dtype=None) -> MoRState:
+        def shared_state(r, block):
+            if block.mixer.kv_attention:
+                return None if (self.kv_sharing and r > 0) else RecursionKVCache()
+            return block.mixer.init_state(batch_size, device, dtype)
+
+        return MoRState(tuple(b.mixer.init_state(batch_size, device, dtype) for b in self.first),
+                        tuple(tuple(shared_state(r, b) for b in self.shared) for r in range(self.n_recursions)),
+                        tuple(b.mixer.init_state(batch_size, device, dtype) for b in self.last), 0)
 
     # ---------------------------------------------------------------------------------------- the pass
 
-    def _run(self, x: torch.Tensor, state: MoRState | None, step: bool) -> tuple[torch.Tensor, MoRState]:
-        state = self._check_state(state)
+    def run(self, x: torch.Tensor, state: MoRState, step: bool) -> tuple[torch.Tensor, MoRState]:
+        """x (B, T, d_model), or (B, d_model) with step -> the same shape and the state after these tokens.
+
+        Expert choice routes by top-k per sequence in training mode and by the causal threshold in
+        eval mode (and always in step)."""
+        self._check_state(state)
+        if step:
+            x = x.unsqueeze(1)
+        first, recursions, last = list(state.first), [list(r) for r in state.recursions], list(state.last)
         positions = state.offset + torch.arange(x.shape[1], device=x.device)
         for i, block in enumerate(self.first):
-            x, state.first[i] = self._unique_block(block, x, state.first[i], step)
+            x, first[i] = self._unique_block(block, x, first[i], step)
         recurse = self._expert_choice if self.router_kind == "expert" else self._token_choice
-        x, active, aux = recurse(x, positions, state.recursions, step)
+        x, active, aux = recurse(x, positions, recursions, step)
         for i, block in enumerate(self.last):
-            x, state.last[i] = self._unique_block(block, x, state.last[i], step)
-        state.offset += x.shape[1]
+            x, last[i] = self._unique_block(block, x, last[i], step)
         self.last_active = active.detach()
         self.mean_recursions = float(active.sum()) / max(1, active.shape[0] * active.shape[1])
         self.aux_loss = aux if (self.training and not step) else None
-        return x, state
+        new_state = MoRState(tuple(first), tuple(tuple(r) for r in recursions), tuple(last), state.offset + x.shape[1])
+        return (x.squeeze(1) if step else x), new_state
 
     @staticmethod
     def _unique_block(block: Block, x: torch.Tensor, state: Any, step: bool) -> tuple[torch.Tensor, Any]:
         """A first/last block on x (B, T, d); with ``step`` (T = 1) through its step form."""
         if step:
-            y, state, _ = block.step(x[:, 0], state)
+            y, state = block.step(x[:, 0], state)
             return y.unsqueeze(1), state
-        y, state, _ = block(x, state)
-        return y, state
+        return block(x, state)
 
     def _expert_choice(self, h: torch.Tensor, positions: torch.Tensor, states: list, step: bool):
         """h (B, T, d) -> (h after the recursions, active (B, T, N_r), aux loss)."""
@@ -259,7 +269,8 @@ class MixtureOfRecursions(DepthModule):
 
     def _recursion(self, h: torch.Tensor, selected: torch.Tensor, positions: torch.Tensor, states: list, r: int,
                    step: bool) -> torch.Tensor:
-        """f(h) at the selected tokens (B, T, d) (other entries meaningless); updates states[r] in place.
+        """f(h) at the selected tokens (B, T, d) (other entries meaningless); replaces the entries of the
+        (local) list ``states[r]`` by the recursion's new states.
 
         The selected tokens of each row are gathered, in causal order, into right-padded rows, run
         through the K shared blocks with recursion r's states, and scattered back.
@@ -274,13 +285,13 @@ class MixtureOfRecursions(DepthModule):
         x = h.gather(1, order.unsqueeze(-1).expand(B, n, d))
         pos = positions[order]
         for k, block in enumerate(self.shared):
-            if is_plain_attention(block.mixer):
-                if states[r][k] is None and not (self.kv_sharing and r > 0):
-                    states[r][k] = RecursionKVCache()
-                shared_kv = states[0][k] if (self.kv_sharing and r > 0) else None
+            if block.mixer.kv_attention:
+                sharing = self.kv_sharing and r > 0
+                shared_kv = states[0][k] if sharing else None
                 cache = states[r][k]
-                x = attention_block(block, x, lambda u, block=block: routed_attention(
+                x, cache = attention_block(block, x, lambda u, block=block, cache=cache: routed_attention(
                     block.mixer, u, pos, valid, cache, shared_kv))
+                states[r][k] = None if sharing else cache
             else:
                 x, states[r][k] = recurrent_block_rows(block, x, counts, states[r][k], step)
         return h.scatter(1, order.unsqueeze(-1).expand(B, n, d), x)
@@ -297,9 +308,9 @@ class MixtureOfRecursions(DepthModule):
         for i, block in enumerate(blocks):
             if not isinstance(block, Block):
                 raise ValueError(f"{name}[{i}] must be a recurlab.models.block.Block, got {type(block).__name__}")
-            if block.mixer.needs_memory:
+            if block.mixer.reads_memory:
                 raise ValueError(f"{name}[{i}]: mixer {type(block.mixer).__name__} reads another layer's memory; "
-                                 f"recursion blocks take self-contained mixers")
+                                 f"only the stack depth module wires memories")
             d_model = block.mixer.d_model if d_model is None else d_model
             if block.mixer.d_model != d_model:
                 raise ValueError(f"{name}[{i}] has d_model={block.mixer.d_model}, expected {d_model} like the others")
@@ -319,12 +330,7 @@ class MixtureOfRecursions(DepthModule):
                              f"got {list(capacities)}")
         return caps
 
-    def _check_state(self, state) -> MoRState:
-        if state is None:
-            return self.init_state()
-        if not isinstance(state, MoRState):
-            raise ValueError(f"state must be a MoRState (as returned by forward/step) or None, "
-                             f"got {type(state).__name__}")
+    def _check_state(self, state: MoRState) -> MoRState:
         shape = (len(state.first), len(state.recursions), len(state.last))
         if shape != (len(self.first), self.n_recursions, len(self.last)) or any(
                 len(s) != len(self.shared) for s in state.recursions):

@@ -32,8 +32,9 @@ continues slot j, like the official sampler whose KV cache is indexed by the blo
 restarts at every outer step. After the prefill (a normal forward with r = ``num_iterations``),
 slot j starts from iteration r - inner_steps + j of the prompt (the last, most refined iterations;
 Huginn's default cache instead shares the latest entry of every core layer over all iterations).
-Each outer step recomputes the window from copies of the committed states (attention: the cache up
-to the frozen point + the window; recurrent mixers: the window run from the frozen state); when
+Each outer step recomputes the window from the committed states (states are values, so the window's
+blocks extend them without changing them: attention the cache up to the frozen point + the window;
+recurrent mixers the window run from the frozen state); when
 positions are committed, their block inputs recorded during the step are run once more from the
 committed states to extend them (counted in the stats as ``commit_block_applications``).
 
@@ -62,9 +63,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..models import CausalLM
 from ..models.generation import generate, sample_next
-from ..ops import KVCache
-from .lm import DepthLM
 from .recurrent_depth import RecurrentDepth, RecurrentDepthState
 
 
@@ -96,28 +96,10 @@ class SamplerStats:
     wall_time_s: float
 
 
-def _copy_state(state):
-    """A copy of a block state that the window may extend without touching the original.
-
-    KV caches are copied (they grow in place); tensors are shared, since mixers return new state
-    tensors and never write into the one they were given."""
-    if state is None or isinstance(state, torch.Tensor):
-        return state
-    if isinstance(state, KVCache):
-        copy = KVCache(state.window)
-        if state.length:
-            copy.append(state.keys, state.values)
-        copy.offset = state.offset
-        return copy
-    if isinstance(state, (list, tuple)):
-        return type(state)(_copy_state(s) for s in state)
-    raise ValueError(f"the parallel sampler cannot copy a block state of type {type(state).__name__}")
-
-
 def _check_model(model) -> RecurrentDepth:
-    if not isinstance(model, DepthLM) or not isinstance(model.depth, RecurrentDepth):
-        raise ValueError(f"model must be a DepthLM whose depth is a RecurrentDepth, got {type(model).__name__}"
-                         f"{'' if not isinstance(model, DepthLM) else ' with ' + type(model.depth).__name__}")
+    if not isinstance(model, CausalLM) or not isinstance(model.depth, RecurrentDepth):
+        raise ValueError(f"model must be a CausalLM whose depth is recurrent_depth, got {type(model).__name__}"
+                         f"{'' if not isinstance(model, CausalLM) else ' with ' + type(model.depth).__name__}")
     return model.depth
 
 
@@ -131,7 +113,7 @@ def _check_prompt(prompt, vocab_size):
 
 
 @torch.no_grad()
-def parallel_generate(model: DepthLM, prompt: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
+def parallel_generate(model: CausalLM, prompt: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
                       threshold: float = 0.03, inner_steps: int = 4, max_window: int = 128,
                       max_iterations: int | None = None, num_iterations: int | None = None,
                       noise_mixing: float = 0.5, embed_ema: float = 0.1, seed: int | None = None
@@ -139,7 +121,7 @@ def parallel_generate(model: DepthLM, prompt: torch.Tensor, max_new_tokens: int,
     """Generate with the diffusion-forcing sampler (see the module docstring for the algorithm).
 
     Args:
-        model: a :class:`DepthLM` around a :class:`RecurrentDepth`.
+        model: a :class:`recurlab.models.CausalLM` whose depth is a :class:`RecurrentDepth`.
         prompt: (1, T) token ids.
         max_new_tokens: number of tokens to generate (>= 0).
         temperature: 0 for greedy decoding, else sampling from softmax(logits / temperature).
@@ -158,7 +140,7 @@ def parallel_generate(model: DepthLM, prompt: torch.Tensor, max_new_tokens: int,
         tokens (1, T + max_new_tokens) and :class:`SamplerStats`.
     """
     depth = _check_model(model)
-    _check_prompt(prompt, model.vocab_size)
+    _check_prompt(prompt, model.config.vocab_size)
     r = depth.num_iterations if num_iterations is None else depth._check_iterations(num_iterations)
     max_iterations = r if max_iterations is None else max_iterations
     if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
@@ -211,11 +193,11 @@ def _diffusion_forcing(model, depth, prompt, max_new_tokens, temperature, thresh
 
     # prefill: a normal forward with r iterations gives the prompt's states and the first token
     if seed is None:
-        logits, state = model(prompt, depth.new_state(r))
+        logits, state = model(prompt, depth.new_state(r, 1, device, dtype))
     else:  # the prompt's s_0 (drawn by the depth module) is seeded too, without touching the global RNG
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
-            logits, state = model(prompt, depth.new_state(r))
+            logits, state = model(prompt, depth.new_state(r, 1, device, dtype))
     state: RecurrentDepthState
     first = sample_next(logits[:, -1], temperature, generator=generator)
     tokens = torch.cat([prompt, first[:, None]], 1)  # frozen tokens, then the window's drafts
@@ -226,9 +208,9 @@ def _diffusion_forcing(model, depth, prompt, max_new_tokens, temperature, thresh
         stats.wall_time_s = time.perf_counter() - start_time
         return tokens[:, : T + max_new_tokens], stats
 
-    committed_prelude = state.prelude
-    committed_core = [state.core[r - inner_steps + j] for j in range(inner_steps)]  # slot j
-    committed_coda = state.coda
+    committed_prelude = list(state.prelude)
+    committed_core = [list(state.core[r - inner_steps + j]) for j in range(inner_steps)]  # slot j
+    committed_coda = list(state.coda)
     latents = fresh_latent(T, 1)  # (1, W, d): the window's latents, window = positions [frozen-1, frozen-1+W)
     previous = latents.clone()  # latents after the previous outer step (criterion)
     counts = torch.zeros(1, dtype=torch.long)  # core iterations each window position has had
@@ -243,11 +225,11 @@ def _diffusion_forcing(model, depth, prompt, max_new_tokens, temperature, thresh
             latents = (1 - beta) * latents + beta * noise_like(W)
         # 2. prelude from the committed states (recording each block's input for the commit)
         inputs_prelude, inputs_core, inputs_coda = [], [[] for _ in range(inner_steps)], []
-        prelude_states = [_copy_state(s) for s in committed_prelude]
+        prelude_states = list(committed_prelude)  # states are values: the window extends copies of the list
         x = model.embedding(window_ids)
         for i, block in enumerate(depth.prelude):
             inputs_prelude.append(x)
-            x, prelude_states[i], _ = block(x, prelude_states[i])
+            x, prelude_states[i] = block(x, prelude_states[i])
         e = x
         if embed_ema > 0 and old_embeds is not None and old_embeds.shape[1]:
             n = min(old_embeds.shape[1], W)
@@ -255,22 +237,22 @@ def _diffusion_forcing(model, depth, prompt, max_new_tokens, temperature, thresh
             e[:, :n] = (1 - embed_ema) * e[:, :n] + embed_ema * old_embeds[:, :n]
         # 3. inner core iterations on the whole window, slot j continuing the committed slot j
         for j in range(inner_steps):
-            core_states = [_copy_state(s) for s in committed_core[j]]
+            core_states = list(committed_core[j])
             h = depth.adapter(torch.cat([latents, e], -1))
             for l, block in enumerate(depth.core):
                 inputs_core[j].append(h)
-                h, core_states[l], _ = block(h, core_states[l])
+                h, core_states[l] = block(h, core_states[l])
             latents = depth.core_norm(h)
         counts += inner_steps
         stats.core_calls += inner_steps
         stats.core_iterations += inner_steps * W
         # 4. decode every window position; position p's prediction is the draft of position p + 1
-        coda_states = [_copy_state(s) for s in committed_coda]
+        coda_states = list(committed_coda)
         h = latents
         for i, block in enumerate(depth.coda):
             inputs_coda.append(h)
-            h, coda_states[i], _ = block(h, coda_states[i])
-        logits = model.logits(model.final_norm(h))[0]  # (W, V)
+            h, coda_states[i] = block(h, coda_states[i])
+        logits = model.readout(h)[0]  # (W, V)
         predictions = sample_next(logits, temperature, generator=generator)  # (W,)
         tokens = torch.cat([tokens[:, :frozen], predictions[None]], 1)
         stats.forward_passes += 1
@@ -280,12 +262,12 @@ def _diffusion_forcing(model, depth, prompt, max_new_tokens, temperature, thresh
         n_commit = int(done.nonzero().max()) + 1 if bool(done.any()) else 0
         if n_commit:
             for i, block in enumerate(depth.prelude):
-                _, committed_prelude[i], _ = block(inputs_prelude[i][:, :n_commit], committed_prelude[i])
+                _, committed_prelude[i] = block(inputs_prelude[i][:, :n_commit], committed_prelude[i])
             for j in range(inner_steps):
                 for l, block in enumerate(depth.core):
-                    _, committed_core[j][l], _ = block(inputs_core[j][l][:, :n_commit], committed_core[j][l])
+                    _, committed_core[j][l] = block(inputs_core[j][l][:, :n_commit], committed_core[j][l])
             for i, block in enumerate(depth.coda):
-                _, committed_coda[i], _ = block(inputs_coda[i][:, :n_commit], committed_coda[i])
+                _, committed_coda[i] = block(inputs_coda[i][:, :n_commit], committed_coda[i])
             stats.commit_block_applications += n_blocks * n_commit
             frozen += n_commit
         latents, counts, e = latents[:, n_commit:], counts[n_commit:], e[:, n_commit:]
@@ -304,7 +286,7 @@ def _diffusion_forcing(model, depth, prompt, max_new_tokens, temperature, thresh
 
 
 @torch.no_grad()
-def sequential_generate(model: DepthLM, prompt: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
+def sequential_generate(model: CausalLM, prompt: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
                         num_iterations: int | None = None, seed: int | None = None
                         ) -> tuple[torch.Tensor, SamplerStats]:
     """The baseline: a parallel prefill, then ``model.step`` per token, r = ``num_iterations`` (default

@@ -30,16 +30,16 @@ Choices where recurlab differs from or completes the paper:
   the core runs, and N_c is also the ``norm`` in y = coda(norm(s_r)).
 - Initial latent at test time. Training draws s_0 from the global RNG as the paper does. In eval,
   ``test_init_std`` (default: ``init_std``) sets its scale; 0 gives the zero state. With
-  ``init_seed`` set, s_0 at absolute position t and batch row b is a fixed function of
-  (init_seed, t) - so a parallel prefill, token-by-token decoding and the parallel sampler all see
-  the same s_0 - otherwise it comes from the global RNG (the paper's behaviour).
+  ``init_seed`` set, s_0 at absolute position t is a fixed function of (init_seed, t), the same
+  for every batch row - so a parallel prefill, token-by-token decoding, the parallel sampler and
+  any batching of the sequences all see the same s_0 - otherwise it comes from the global RNG (the paper's behaviour).
 - Decoding state (as Huginn's KV cache, which keys its entries by a block index that runs over
   prelude blocks, then over every (iteration, core block) pair, then over coda blocks): iteration i
   of the core at a new token continues iteration i's state from the earlier tokens. The state is a
   :class:`RecurrentDepthState`: prelude block states, ``core[i][l]`` for iteration i and core block
-  l, coda block states, the iteration count and the number of tokens seen. Decoding must use the
-  count of the prefill: ``step`` continues with the state's count, and an explicit
-  ``num_iterations`` that disagrees raises a ValueError.
+  l, coda block states, the iteration count (None until the first call fixes it) and the number of
+  tokens seen. Decoding must use the count of the prefill: ``step`` continues with the state's
+  count, and an explicit ``num_iterations`` that disagrees raises a ValueError.
 
 Compute per token: ``len(prelude) + r * len(core) + len(coda)`` block applications
 (:meth:`RecurrentDepth.blocks_per_token`).
@@ -49,34 +49,36 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
-from ..models.block import Block
-from .base import DepthModule
+from ..models.block import Block, check_self_contained, config_block
+from ..models.depth import DepthModule, register_depth
+from ..state import State
 
 
-@dataclass
-class RecurrentDepthState:
+@dataclass(frozen=True)
+class RecurrentDepthState(State):
     """Decoding state of :class:`RecurrentDepth`.
 
     Attributes:
         prelude: one state per prelude block.
         core: ``core[i][l]`` is the state of core block l at iteration i (i < num_iterations).
         coda: one state per coda block.
-        num_iterations: the core iteration count this state was built with.
+        num_iterations: the core iteration count of this state; None before the first token (the first
+            call fixes it: sampled in training, ``num_iterations`` otherwise).
         position: number of tokens processed so far (the absolute position of the next token).
     """
 
-    prelude: list
-    core: list[list]
-    coda: list
-    num_iterations: int
+    prelude: tuple
+    core: tuple
+    coda: tuple
+    num_iterations: int | None = None
     position: int = 0
 
 
+@register_depth("recurrent_depth", tiny={"n_layers": 3, "depth_kwargs": {"mean_iterations": 2, "init_seed": 0}})
 class RecurrentDepth(DepthModule):
     """Prelude -> core looped r times with input injection -> coda (Geiping et al. 2025).
 
@@ -95,17 +97,21 @@ class RecurrentDepth(DepthModule):
     ``step(x_t (B, d), state) -> (y_t (B, d), state)``.
     """
 
+    state_type = RecurrentDepthState
+
     def __init__(self, prelude: list[Block], core: list[Block], coda: list[Block], mean_iterations: int = 8,
                  backprop_depth: int = 4, init_std: float = 1.0, sigma: float = 0.5,
                  test_init_std: float | None = None, init_seed: int | None = None, norm_eps: float = 1e-5):
         for name, blocks in (("prelude", prelude), ("core", core), ("coda", coda)):
             if not isinstance(blocks, (list, tuple)) or not all(isinstance(b, Block) for b in blocks):
-                raise ValueError(f"{name} must be a list of recurlab Blocks (see recurlab.recursion.make_block), "
+                raise ValueError(f"{name} must be a list of recurlab Blocks (see recurlab.models.make_block), "
                                  f"got {type(blocks).__name__}")
         if not core:
             raise ValueError("core must hold at least one Block")
         d_model = core[0].mixer.d_model
         super().__init__(d_model)
+        for name, blocks in (("prelude", prelude), ("core", core), ("coda", coda)):
+            check_self_contained(blocks, name)
         for name, blocks in (("prelude", prelude), ("core", core), ("coda", coda)):
             for b in blocks:
                 if b.mixer.d_model != d_model:
@@ -133,6 +139,22 @@ class RecurrentDepth(DepthModule):
         self.init_seed = init_seed
         self._num_iterations = mean_iterations
         self.last_num_iterations: int | None = None  # r used by the last forward (training samples it)
+
+    @classmethod
+    def from_config(cls, config, *, prelude: int = 1, coda: int = 1, mean_iterations: int = 8,
+                    backprop_depth: int = 4, init_std: float = 1.0, sigma: float = 0.5,
+                    test_init_std: float | None = None, init_seed: int | None = None) -> "RecurrentDepth":
+        """The config's n_layers blocks as ``prelude`` blocks, the core, and ``coda`` blocks."""
+        for name, count in (("prelude", prelude), ("coda", coda)):
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                raise ValueError(f"depth_kwargs {name} must be a number of blocks >= 0, got {count!r}")
+        n = config.n_layers
+        if prelude + coda >= n:
+            raise ValueError(f"prelude={prelude} + coda={coda} blocks leave none of the n_layers={n} blocks "
+                             f"for the core")
+        blocks = [config_block(config, i) for i in range(n)]
+        return cls(blocks[:prelude], blocks[prelude: n - coda], blocks[n - coda:], mean_iterations, backprop_depth,
+                   init_std, sigma, test_init_std, init_seed, config.norm_eps)
 
     # ------------------------------------------------------------------ settings
 
@@ -184,38 +206,44 @@ class RecurrentDepth(DepthModule):
         columns = []
         for t in range(start, start + length):
             g = torch.Generator().manual_seed(int(self.init_seed) * 1_000_003 + t)
-            columns.append(nn.init.trunc_normal_(torch.empty(batch_size, self.d_model), 0.0, std, -3 * std, 3 * std,
-                                                 generator=g))
-        return torch.stack(columns, 1).to(device=device, dtype=dtype)
+            columns.append(nn.init.trunc_normal_(torch.empty(self.d_model), 0.0, std, -3 * std, 3 * std, generator=g))
+        return torch.stack(columns, 0).expand(batch_size, length, self.d_model).to(device=device, dtype=dtype)
 
     @staticmethod
     def run_blocks(blocks, x: torch.Tensor, states: list, step: bool = False) -> torch.Tensor:
-        """Apply ``blocks`` in order to x (B, T, d) (or (B, d) with step=True); ``states`` is updated in place."""
+        """Apply ``blocks`` in order to x (B, T, d) (or (B, d) with step=True); the entries of the list
+        ``states`` are replaced by the new states."""
         for i, block in enumerate(blocks):
-            x, states[i], _ = (block.step if step else block)(x, states[i])
+            x, states[i] = block.run(x, states[i], step)
         return x
 
     def core_iteration(self, s: torch.Tensor, e: torch.Tensor, states: list, step: bool = False) -> torch.Tensor:
-        """One iteration s_i = N_c(core(A([s_{i-1}; e]))): s, e (B, T, d) or (B, d); ``states`` (one per core
-        block, this iteration's) is updated in place."""
+        """One iteration s_i = N_c(core(A([s_{i-1}; e]))): s, e (B, T, d) or (B, d); the entries of the
+        list ``states`` (one per core block, this iteration's) are replaced by the new states."""
         x = self.adapter(torch.cat([s, e], dim=-1))
         return self.core_norm(self.run_blocks(self.core, x, states, step))
 
     # ------------------------------------------------------------------ the contract
 
-    def new_state(self, num_iterations: int) -> RecurrentDepthState:
-        """The empty state (what ``state=None`` means) for a given iteration count."""
-        return RecurrentDepthState([None] * len(self.prelude), [[None] * len(self.core) for _ in range(num_iterations)],
-                                   [None] * len(self.coda), num_iterations, 0)
+    def init_state(self, batch_size, device=None, dtype=None) -> RecurrentDepthState:
+        """The empty state (what ``state=None`` means): its iteration count is fixed by the first call."""
+        return RecurrentDepthState(tuple(b.mixer.init_state(batch_size, device, dtype) for b in self.prelude), (),
+                                   tuple(b.mixer.init_state(batch_size, device, dtype) for b in self.coda))
 
-    def _resolve(self, state, num_iterations) -> tuple[RecurrentDepthState, int, int]:
-        """(state, iterations without gradient, iterations with gradient) for this call."""
+    def new_state(self, num_iterations: int, batch_size: int = 1, device=None, dtype=None) -> RecurrentDepthState:
+        """The empty state with a fixed iteration count."""
+        return self._with_core(self.init_state(batch_size, device, dtype), self._check_iterations(num_iterations),
+                               batch_size, device, dtype)
+
+    def _with_core(self, state: RecurrentDepthState, r: int, batch_size, device, dtype) -> RecurrentDepthState:
+        core = tuple(tuple(b.mixer.init_state(batch_size, device, dtype) for b in self.core) for _ in range(r))
+        return state.replace(core=core, num_iterations=r)
+
+    def _resolve(self, state: RecurrentDepthState, num_iterations, x) -> tuple[RecurrentDepthState, int, int]:
+        """(state with its iteration count fixed, iterations without gradient, iterations with gradient)."""
         if num_iterations is not None:
             num_iterations = self._check_iterations(num_iterations)
-        if state is not None:
-            if not isinstance(state, RecurrentDepthState):
-                raise ValueError(f"state must be a RecurrentDepthState (as returned by forward/step) or None, "
-                                 f"got {type(state).__name__}")
+        if state.num_iterations is not None:
             if num_iterations is not None and num_iterations != state.num_iterations:
                 raise ValueError(f"num_iterations={num_iterations} differs from the state's {state.num_iterations}: "
                                  "decoding must use the iteration count of the prefill")
@@ -224,46 +252,43 @@ class RecurrentDepth(DepthModule):
             r = num_iterations
         elif self.training:
             no_grad, with_grad = self.sample_iterations()
-            return self.new_state(no_grad + with_grad), no_grad, with_grad
+            return self._with_core(state, no_grad + with_grad, x.shape[0], x.device, x.dtype), no_grad, with_grad
         else:
             r = self.num_iterations
-        state = state if state is not None else self.new_state(r)
+        if state.num_iterations is None:
+            state = self._with_core(state, r, x.shape[0], x.device, x.dtype)
         if self.training and torch.is_grad_enabled():
             k = min(r, self.backprop_depth)
             return state, r - k, k
         return state, r, 0
 
-    def forward(self, x: torch.Tensor, state: Any = None, num_iterations: int | None = None
+    def forward(self, x: torch.Tensor, state: RecurrentDepthState | None = None, num_iterations: int | None = None
                 ) -> tuple[torch.Tensor, RecurrentDepthState]:
         """x (B, T, d) -> (B, T, d). ``num_iterations`` overrides r (training samples it otherwise)."""
-        return self._run(x, state, num_iterations, step=False)
+        return super().forward(x, state, num_iterations=num_iterations)
 
-    def step(self, x_t: torch.Tensor, state: Any = None, num_iterations: int | None = None
+    def step(self, x_t: torch.Tensor, state: RecurrentDepthState | None = None, num_iterations: int | None = None
              ) -> tuple[torch.Tensor, RecurrentDepthState]:
         """One token x_t (B, d) -> (B, d), continuing every block's state at its own iteration index."""
-        return self._run(x_t, state, num_iterations, step=True)
+        return super().step(x_t, state, num_iterations=num_iterations)
 
-    def _run(self, x, state, num_iterations, step):
-        layout = "(B, d_model)" if step else "(B, T, d_model)"
-        if not isinstance(x, torch.Tensor) or x.dim() != (2 if step else 3) or x.shape[-1] != self.d_model:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"{'x_t' if step else 'x'} must be a tensor of shape {layout} with d_model="
-                             f"{self.d_model}, got {got}")
-        state, no_grad, with_grad = self._resolve(state, num_iterations)
+    def run(self, x, state, step, num_iterations=None):
+        state, no_grad, with_grad = self._resolve(state, num_iterations, x)
         self.last_num_iterations = no_grad + with_grad
         length = 1 if step else x.shape[1]
-        e = self.run_blocks(self.prelude, x, state.prelude, step)
+        prelude, core, coda = list(state.prelude), [list(c) for c in state.core], list(state.coda)
+        e = self.run_blocks(self.prelude, x, prelude, step)
         s = self.initial_latent(x.shape[0], state.position, length, x.device, x.dtype)
         if step:
             s = s[:, 0]
         with torch.no_grad():
             for i in range(no_grad):
-                s = self.core_iteration(s, e, state.core[i], step)
+                s = self.core_iteration(s, e, core[i], step)
         for i in range(no_grad, no_grad + with_grad):
-            s = self.core_iteration(s, e, state.core[i], step)
-        y = self.run_blocks(self.coda, s, state.coda, step)
-        state.position += length
-        return y, state
+            s = self.core_iteration(s, e, core[i], step)
+        y = self.run_blocks(self.coda, s, coda, step)
+        return y, state.replace(prelude=tuple(prelude), core=tuple(tuple(c) for c in core), coda=tuple(coda),
+                                position=state.position + length)
 
     def extra_repr(self) -> str:
         return (f"prelude={len(self.prelude)}, core={len(self.core)}, coda={len(self.coda)}, "

@@ -12,9 +12,9 @@ scalars (``loop_scales=True``; all initialised to 1, so the start equals plain t
     x <- c1[l, i] * x + c2[l, i] * TokenMixer_i(RMSNorm(x))
     x <- c3[l, i] * x + c4[l, i] * ChannelMixer_i(RMSNorm(x))
 
-Sliced group attention (``group_sizes``/``group_offsets``, one entry per loop): the attention mixers
-attend within contiguous causal groups whose partition changes from loop to loop
-(recurlab.layers.attention), so that each loop costs O(G) keys per token while tokens in other groups
+Sliced group attention (``group_sizes``/``group_offsets``, one entry per loop): the
+``sliced_attention`` mixers attend within contiguous causal groups whose partition changes from loop
+to loop (recurlab.layers.sliced_attention), so that each loop costs O(G) keys per token while tokens in other groups
 are reached through the loops before. :func:`sliced_group_schedule` builds the two schedules used here:
 "shift" (every loop size G, odd loops shifted by G/2, so each border of one loop is inside a group of
 the next) and "grow" (sizes G, 2G, 4G, ...: fewer, larger groups in later loops, as SReT's G1 > G2
@@ -27,9 +27,9 @@ Choices where the paper leaves a causal LM open (see docs/recursion/recursive.md
   not layer tying, and the block's own channel mixer plays that role.
 - Causal contiguous groups instead of SReT's random permutation, which would let tokens see the future.
 
-State: a list with one entry per application, index l * K + i (loop l, block i), each the state of
-block i's token mixer (a KVCache for attention, the recurrent state for gla, ...): a block looped n
-times keeps n separate states, as n distinct layers would.
+State: :class:`recurlab.models.BlockStates` with one entry per application, index l * K + i (loop l,
+block i), each the state of block i's token mixer (a KVCache for attention, the recurrent state for
+gla, ...): a block looped n times keeps n separate states, as n distinct layers would.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..layers.attention import Attention
-from ..models.block import Block
-from .base import DepthModule
+from ..layers.sliced_attention import check_group
+from ..models.block import Block, check_self_contained, config_block
+from ..models.depth import BlockStates, DepthModule, register_depth
 
 
 def sliced_group_schedule(group_size: int, n_loops: int, kind: str = "shift") -> tuple[list[int | None], list[int]]:
@@ -61,17 +61,21 @@ def sliced_group_schedule(group_size: int, n_loops: int, kind: str = "shift") ->
     raise ValueError(f"kind must be 'shift' or 'grow', got {kind!r}")
 
 
+@register_depth("recursive", tiny={"n_layers": 2, "depth_kwargs": {"n_loops": 2, "loop_scales": True}})
 class Recursive(DepthModule):
     """K unique blocks applied n_loops times in order (effective depth K * n_loops).
 
     Args:
-        blocks: the K distinct Blocks (from :func:`recurlab.recursion.make_block`).
+        blocks: the K distinct Blocks (from :func:`recurlab.models.make_block`).
         n_loops: how many times the stack of blocks is applied (>= 1).
         loop_scales: learn SReT's residual scalars (c1, c2, c3, c4) per application, initialised to 1.
-        group_sizes: per loop, the sliced-group size of every attention mixer (None: ungrouped); None to
-            leave the mixers as constructed. Needs every block's token mixer to be attention or swa.
+        group_sizes: per loop, the sliced-group size of every block's mixer (None: ungrouped); None to
+            leave the mixers as constructed. Needs mixers with the ``sliced_groups`` capability
+            (``sliced_attention``).
         group_offsets: per loop, where the first full group starts (in [0, size)); zeros if None.
     """
+
+    state_type = BlockStates
 
     def __init__(self, blocks: list[Block], n_loops: int, loop_scales: bool = False,
                  group_sizes: list[int | None] | None = None, group_offsets: list[int] | None = None):
@@ -82,15 +86,24 @@ class Recursive(DepthModule):
             raise ValueError("blocks must be distinct Block objects (sharing is what n_loops does)")
         if not isinstance(n_loops, int) or isinstance(n_loops, bool) or n_loops < 1:
             raise ValueError(f"n_loops must be a positive int, got {n_loops!r}")
-        super().__init__(blocks[0].mixer.d_model)
-        if any(b.mixer.d_model != self.d_model for b in blocks):
-            raise ValueError(f"blocks must all have d_model={self.d_model}, got {[b.mixer.d_model for b in blocks]}")
+        super().__init__(blocks[0].d_model)
+        if any(b.d_model != self.d_model for b in blocks):
+            raise ValueError(f"blocks must all have d_model={self.d_model}, got {[b.d_model for b in blocks]}")
+        check_self_contained(blocks, "blocks")
         self.blocks = nn.ModuleList(blocks)
         self.n_loops = n_loops
         self.loop_scales = nn.Parameter(torch.ones(n_loops, len(blocks), 4)) if loop_scales else None
         if self.loop_scales is not None:
             self.loop_scales.no_weight_decay = True  # scalars: the trainer must not decay them towards 0
         self.groups = self._group_schedule(group_sizes, group_offsets)
+
+    @classmethod
+    def from_config(cls, config, *, n_loops: int, loop_scales: bool = False,
+                    group_sizes: list[int | None] | None = None, group_offsets: list[int] | None = None
+                    ) -> "Recursive":
+        """The config's n_layers blocks, looped n_loops times."""
+        blocks = [config_block(config, i) for i in range(config.n_layers)]
+        return cls(blocks, n_loops, loop_scales, group_sizes, group_offsets)
 
     @property
     def n_unique(self) -> int:
@@ -102,24 +115,26 @@ class Recursive(DepthModule):
         """Block applications per token (the compute of one forward), K * n_loops."""
         return self.n_unique * self.n_loops
 
-    def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, list]:
-        """x (B, T, d_model) -> (B, T, d_model) and the list of n_applications states."""
-        self._check_input(x, 3, "(B, T, d_model)")
-        states = self.split_state(state, self.n_applications)
-        for loop in range(self.n_loops):
-            x = self.run_loop(loop, x, states, step=False)
-        return x, states
+    def init_state(self, batch_size, device=None, dtype=None) -> BlockStates:
+        return BlockStates(tuple(self.blocks[i].mixer.init_state(batch_size, device, dtype)
+                                 for _ in range(self.n_loops) for i in range(self.n_unique)))
 
-    def step(self, x_t: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, list]:
-        """x_t (B, d_model) -> (B, d_model) for one token, and the updated states."""
-        self._check_input(x_t, 2, "(B, d_model)")
-        states = self.split_state(state, self.n_applications)
+    def run(self, x: torch.Tensor, state: BlockStates, step: bool) -> tuple[torch.Tensor, BlockStates]:
+        states = self.application_states(state)
         for loop in range(self.n_loops):
-            x_t = self.run_loop(loop, x_t, states, step=True)
-        return x_t, states
+            x = self.run_loop(loop, x, states, step)
+        return x, BlockStates(tuple(states))
+
+    def application_states(self, state: BlockStates) -> list:
+        """The states of the n_applications block applications, as a new list."""
+        if len(state.blocks) != self.n_applications:
+            raise ValueError(f"state must hold one state per block application ({self.n_applications}), "
+                             f"got {len(state.blocks)}")
+        return list(state.blocks)
 
     def run_loop(self, loop: int, x: torch.Tensor, states: list, step: bool) -> torch.Tensor:
-        """Apply loop ``loop`` (all K blocks) to x ((B, T, d) or (B, d) with step); updates ``states`` in place."""
+        """Apply loop ``loop`` (all K blocks) to x ((B, T, d) or (B, d) with step); replaces the loop's
+        entries of the list ``states`` with the new states."""
         for i in range(self.n_unique):
             j = loop * self.n_unique + i
             x, states[j] = self.apply_block(loop, i, x, states[j], step)
@@ -153,19 +168,12 @@ class Recursive(DepthModule):
         offsets = [0] * self.n_loops if offsets is None else offsets
         if not isinstance(offsets, (list, tuple)) or len(offsets) != self.n_loops:
             raise ValueError(f"group_offsets must be a list of n_loops={self.n_loops} ints, got {offsets!r}")
-        # sliced groups are an option of Attention.forward/step (attention, swa), not of subclasses that replace them
-        not_attention = [type(b.mixer).__name__ for b in self.blocks
-                         if not isinstance(b.mixer, Attention) or type(b.mixer).forward is not Attention.forward]
-        if not_attention:
-            raise ValueError(f"group_sizes needs every block's token mixer to be an attention mixer (attention, swa), "
-                             f"got {not_attention}")
-        return [Attention._check_group((size, offset), f"group_sizes/group_offsets[{loop}]")
+        ungroupable = [type(b.mixer).__name__ for b in self.blocks if not b.mixer.sliced_groups]
+        if ungroupable:
+            raise ValueError(f"group_sizes needs every block's token mixer to take sliced groups "
+                             f"(sliced_attention), got {ungroupable}")
+        return [check_group((size, offset), f"group_sizes/group_offsets[{loop}]")
                 for loop, (size, offset) in enumerate(zip(sizes, offsets))]
-
-    def _check_input(self, x, rank, layout):
-        if not isinstance(x, torch.Tensor) or x.dim() != rank or x.shape[-1] != self.d_model:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x must have shape {layout} with d_model={self.d_model}, got {got}")
 
     def extra_repr(self) -> str:
         return (f"n_unique={self.n_unique}, n_loops={self.n_loops}, loop_scales={self.loop_scales is not None}, "

@@ -15,8 +15,8 @@ each Linear is wrapped by a :class:`LoopLoRALinear` that holds the n_loops (A_l,
 the current loop from a cursor the Relaxed module sets before each loop (no weight is copied and no
 merged W + B_l A_l is formed, so the LoRA path costs 2 r (d_in + d_out) per token and linear).
 
-Initialisation from a trained Stack (:meth:`Relaxed.from_stack`), with tied block i standing for the
-original layers i, i + K, ..., i + (n_loops - 1) K:
+Initialisation from a trained Stack (:meth:`Relaxed.from_stack`; :func:`relax` converts a whole
+CausalLM), with tied block i standing for the original layers i, i + K, ..., i + (n_loops - 1) K:
     stepwise:  shared block i = layer round(linspace(0, N - 1, K)[i])   (Python's round, as the authors' code)
     average:   shared block i = the mean of layers i, i + K, ...        (every parameter, norms included)
     lower:     shared block i = layer i
@@ -42,6 +42,7 @@ refilling the slots that exited tokens free.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from typing import Any
 
@@ -49,9 +50,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models.block import Block
-from .base import Stack
-from .lm import DepthLM
+from ..models import CausalLM, Stack
+from ..models.block import Block, config_block
+from ..models.depth import BlockStates, register_depth
+from ..state import State
 from .recursive import Recursive
 
 SCHEMES = ("stepwise", "average", "lower")
@@ -92,6 +94,7 @@ class LoopLoRALinear(nn.Module):
         return f"n_loops={self.lora_a.shape[0]}, rank={self.rank}"
 
 
+@register_depth("relaxed", tiny={"n_layers": 2, "depth_kwargs": {"n_loops": 2, "rank": 2}})
 class Relaxed(Recursive):
     """Recursive with a per-loop LoRA on every nn.Linear of the shared blocks (and optional per-loop norms).
 
@@ -124,6 +127,14 @@ class Relaxed(Recursive):
                 nn.ModuleList(nn.ModuleList([copy.deepcopy(b.mixer_norm), copy.deepcopy(b.channel_norm)])
                               for b in self.blocks) for _ in range(n_loops - 1))
 
+    @classmethod
+    def from_config(cls, config, *, n_loops: int, rank: int, loop_scales: bool = False,
+                    group_sizes: list[int | None] | None = None, group_offsets: list[int] | None = None,
+                    loop_norms: bool = False) -> "Relaxed":
+        """The config's n_layers blocks, looped n_loops times with a rank-``rank`` LoRA per loop."""
+        blocks = [config_block(config, i) for i in range(config.n_layers)]
+        return cls(blocks, n_loops, rank, loop_scales, group_sizes, group_offsets, loop_norms)
+
     def run_loop(self, loop: int, x: torch.Tensor, states: list, step: bool) -> torch.Tensor:
         self._cursor.loop = loop
         try:
@@ -152,7 +163,7 @@ class Relaxed(Recursive):
         The stack is not modified.
         """
         if not isinstance(stack, Stack):
-            raise ValueError(f"stack must be a recurlab.recursion.Stack, got {type(stack).__name__}")
+            raise ValueError(f"stack must be a recurlab.models.Stack, got {type(stack).__name__}")
         N = len(stack.blocks)
         if not isinstance(n_loops, int) or n_loops < 1 or N % n_loops:
             raise ValueError(f"n_loops must be a positive int dividing the stack's {N} layers, got {n_loops!r}")
@@ -192,6 +203,34 @@ class Relaxed(Recursive):
         return model
 
 
+def relax(model: CausalLM, n_loops: int, rank: int, scheme: str = "average", svd_init: bool = True,
+          loop_norms: bool = False) -> CausalLM:
+    """A CausalLM whose depth is :meth:`Relaxed.from_stack` of ``model``'s stack (embedding, final norm
+    and head copied). ``model`` must have the "stack" depth module, and layers l K + i must share a
+    mixer type for every loop l (they become one tied block)."""
+    if not isinstance(model, CausalLM) or not isinstance(model.depth, Stack):
+        raise ValueError(f"model must be a CausalLM with the 'stack' depth module, got {type(model).__name__}")
+    config = model.config
+    N = config.n_layers
+    if not isinstance(n_loops, int) or n_loops < 1 or N % n_loops:
+        raise ValueError(f"n_loops must be a positive int dividing the stack's {N} layers, got {n_loops!r}")
+    K = N // n_loops
+    mixers = config.mixers
+    if any(mixers[l * K + i] != mixers[i] for l in range(n_loops) for i in range(K)):
+        raise ValueError(f"layers l*{K} + i must have one mixer for every loop l to be tied, got {mixers}")
+    relaxed_config = dataclasses.replace(config, n_layers=K, mixer=mixers[:K] if isinstance(config.mixer, list)
+                                         else config.mixer, depth="relaxed",
+                                         depth_kwargs={"n_loops": n_loops, "rank": rank, "loop_norms": loop_norms})
+    converted = CausalLM(relaxed_config).to(model.embedding.weight.device, model.embedding.weight.dtype)
+    depth = Relaxed.from_stack(model.depth, n_loops, rank, scheme, svd_init=svd_init, loop_norms=loop_norms)
+    converted.depth.load_state_dict(depth.state_dict())
+    converted.embedding.load_state_dict(model.embedding.state_dict())
+    converted.final_norm.load_state_dict(model.final_norm.state_dict())
+    if model.head is not None:
+        converted.head.load_state_dict(model.head.state_dict())
+    return converted
+
+
 def _mean_state(blocks: list[Block]) -> dict[str, torch.Tensor]:
     """The element-wise mean of the blocks' floating state entries (others from the first block)."""
     states = [b.state_dict() for b in blocks]
@@ -203,14 +242,14 @@ def _mean_state(blocks: list[Block]) -> dict[str, torch.Tensor]:
 
 
 def _check_exit_args(model, threshold):
-    if not isinstance(model, DepthLM) or not isinstance(model.depth, Recursive):
-        got = type(model).__name__ + (f" around {type(model.depth).__name__}" if isinstance(model, DepthLM) else "")
-        raise ValueError(f"model must be a DepthLM around a Recursive (or Relaxed) depth module, got {got}")
+    if not isinstance(model, CausalLM) or not isinstance(model.depth, Recursive):
+        got = type(model).__name__ + (f" around {type(model.depth).__name__}" if isinstance(model, CausalLM) else "")
+        raise ValueError(f"model must be a CausalLM whose depth is recursive (or relaxed), got {got}")
     if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be a max-probability in [0, 1], got {threshold!r}")
 
 
-def _looped_with_exits(model: DepthLM, x: torch.Tensor, states: list, threshold: float, step: bool):
+def _looped_with_exits(model: CausalLM, x: torch.Tensor, states: list, threshold: float, step: bool):
     """Run the loops on x ((B, T, d) or (B, d)), freezing tokens after their exit; returns the final-normed
     hidden and the exit loop (1..n_loops) per token."""
     depth: Recursive = model.depth
@@ -220,7 +259,7 @@ def _looped_with_exits(model: DepthLM, x: torch.Tensor, states: list, threshold:
         x_new = depth.run_loop(loop, x, states, step)
         x = torch.where(exited.unsqueeze(-1), x, x_new)  # exited tokens: hidden state copied forward
         if loop < depth.n_loops - 1:
-            logits = model.logits(model.final_norm(x))
+            logits = model.readout(x)
             confidence = torch.softmax(logits, -1, dtype=torch.promote_types(logits.dtype, torch.float32)).amax(-1)
             leaving = ~exited & (confidence >= threshold)
             exit_loop[leaving] = loop + 1
@@ -228,25 +267,25 @@ def _looped_with_exits(model: DepthLM, x: torch.Tensor, states: list, threshold:
     return model.final_norm(x), exit_loop
 
 
-def early_exit_forward(model: DepthLM, input_ids: torch.Tensor, threshold: float,
-                       state: Any = None) -> tuple[torch.Tensor, torch.Tensor, list]:
+def early_exit_forward(model: CausalLM, input_ids: torch.Tensor, threshold: float,
+                       state: State | None = None) -> tuple[torch.Tensor, torch.Tensor, BlockStates]:
     """Whole-sequence form of confidence-based early exit.
 
     input_ids (B, T) -> logits (B, T, V) at each token's exit, exit loops (B, T) in 1..n_loops (the
     number of loops each token ran), and the depth state (equal to what :func:`early_exit_step` builds).
     """
     _check_exit_args(model, threshold)
-    model._check_ids(input_ids, 2, "(B, T)")
-    states = model.depth.split_state(state, model.depth.n_applications)
-    h, exit_loop = _looped_with_exits(model, model.embedding(input_ids), states, threshold, step=False)
-    return model.logits(h), exit_loop, states
+    x = model.embed(input_ids)
+    states = model.depth.application_states(model.depth.resolve_state(state, x))
+    h, exit_loop = _looped_with_exits(model, x, states, threshold, step=False)
+    return model.logits(h), exit_loop, BlockStates(tuple(states))
 
 
-def early_exit_step(model: DepthLM, token_ids: torch.Tensor, threshold: float,
-                    state: Any = None) -> tuple[torch.Tensor, torch.Tensor, list]:
+def early_exit_step(model: CausalLM, token_ids: torch.Tensor, threshold: float,
+                    state: State | None = None) -> tuple[torch.Tensor, torch.Tensor, BlockStates]:
     """One decoding step with early exit: token_ids (B,) -> logits (B, V), exit loops (B,), state."""
     _check_exit_args(model, threshold)
-    model._check_ids(token_ids, 1, "(B,)")
-    states = model.depth.split_state(state, model.depth.n_applications)
-    h, exit_loop = _looped_with_exits(model, model.embedding(token_ids), states, threshold, step=True)
-    return model.logits(h), exit_loop, states
+    x = model.embed(token_ids, rank=1)
+    states = model.depth.application_states(model.depth.resolve_state(state, x))
+    h, exit_loop = _looped_with_exits(model, x, states, threshold, step=True)
+    return model.logits(h), exit_loop, BlockStates(tuple(states))

@@ -15,6 +15,10 @@ of the stack is only its token mixers' states (``step`` starts every token from 
 baseline ``router="plain"`` replaces the three lines above by logits = W^(l) h_l (each layer's own
 linear router, as in Switch/Mixtral).
 
+As a depth module (``ModelConfig(depth="rmoe", channel_mixer="moe", channel_kwargs={"n_experts": 8,
+"top_k": 2})``) its blocks are ordinary blocks whose channel mixer is the MoE without a router of its
+own (``router=False``): the layerwise router gives it its logits.
+
 Choices (the paper's code, or ours where it leaves the detail open):
 
 - The GRU is the standard one (torch.nn.GRUCell, with biases; the official CustomGRUCell computes
@@ -24,7 +28,7 @@ Choices (the paper's code, or ours where it leaves the detail open):
   (:func:`recurlab.layers.moe.load_balancing_loss`, 1 at uniform routing). The official code
   computes one loss over all layers' logits concatenated (about the mean over layers), so our
   default aux_coef = 0.01 weighs it L times more than their 0.01 would.
-- Experts are SwiGLU of hidden size ``expert_hidden`` (default: SwiGLU's own, 8/3 d_model).
+- Experts are SwiGLU of hidden size ``channel_kwargs["hidden_size"]`` (default: SwiGLU's own, 8/3 d_model).
 """
 
 from __future__ import annotations
@@ -34,9 +38,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import layers
 from ..layers.moe import MixtureOfExperts
-from .base import DepthModule
+from ..models.block import Block, check_self_contained, config_block
+from ..models.depth import BlockStates, DepthModule, register_depth
 
 ROUTERS = ("recurrent", "plain")
 
@@ -94,69 +98,79 @@ def _check_router_call(h, layer, d_model, n_layers):
         raise ValueError(f"layer must be an int in [0, n_layers={n_layers}), got {layer!r}")
 
 
+@register_depth("rmoe", tiny={"n_layers": 2, "channel_mixer": "moe", "channel_kwargs": {"n_experts": 4, "top_k": 2}})
 class RMoEStack(DepthModule):
-    """n_layers blocks of (token mixer, MoE channel mixer) routed by a layerwise recurrent (or plain) router.
+    """Blocks of (token mixer, router-less MoE channel mixer) routed by a layerwise recurrent (or plain) router.
 
     Each layer l:   x = x + mixer_l(RMSNorm(x));   h = RMSNorm(x);
                     logits, r = router(h, l, r);   x = x + moe_l(h, logits)
 
-    ``y, state = stack(x, state)`` with x: (B, T, d_model); state: the list of the token mixers'
-    states. ``step`` takes x_t: (B, d_model). After each call ``aux_loss`` is aux_coef · Σ_l balance_l
+    ``y, state = stack(x, state)`` with x: (B, T, d_model); state: :class:`BlockStates` of the token
+    mixers. ``step`` takes x_t: (B, d_model). After each call ``aux_loss`` is aux_coef · Σ_l balance_l
     and ``router_logits`` the list of each layer's routing logits (detached), (B, T, n_experts) each
     ((B, n_experts) after step), for inspecting expert usage.
+
+    Args:
+        blocks: one Block per layer whose channel mixer is a MixtureOfExperts built with router=False.
+        router: "recurrent" (RMoE's GRU over layers) or "plain" (each layer's own linear router).
+        router_dim: the GRU's width.
+        aux_coef: weight of the summed balancing losses.
     """
 
-    def __init__(self, d_model: int, n_layers: int, mixer: str = "attention", n_experts: int = 8, top_k: int = 2,
-                 expert_hidden: int | None = None, router: str = "recurrent", router_dim: int = 64,
-                 mixer_kwargs: dict | None = None, aux_coef: float = 0.01, norm_eps: float = 1e-5):
-        super().__init__(d_model)
-        if not isinstance(n_layers, int) or n_layers < 1:
-            raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
+    state_type = BlockStates
+
+    def __init__(self, blocks: list[Block], router: str = "recurrent", router_dim: int = 64, aux_coef: float = 0.01):
+        if not isinstance(blocks, (list, tuple, nn.ModuleList)) or not blocks or not all(isinstance(b, Block) for b in blocks):
+            raise ValueError(f"blocks must be a non-empty list of recurlab Blocks, got {blocks!r:.80}")
+        super().__init__(blocks[0].d_model)
+        check_self_contained(blocks, "blocks")
+        moes = [b.channel_mixer for b in blocks]
+        if not all(isinstance(m, MixtureOfExperts) and m.router is None for m in moes):
+            raise ValueError("every block's channel mixer must be a MixtureOfExperts built with router=False "
+                             "(channel_mixer='moe'; the layerwise router gives the logits)")
+        if len({m.n_experts for m in moes}) != 1:
+            raise ValueError(f"every MoE must have the same number of experts, got {[m.n_experts for m in moes]}")
         if router not in ROUTERS:
             raise ValueError(f"router must be one of {', '.join(ROUTERS)}, got {router!r}")
         if not isinstance(aux_coef, (int, float)) or aux_coef < 0:
             raise ValueError(f"aux_coef must be a number >= 0, got {aux_coef!r}")
-        self.n_layers, self.router_kind, self.aux_coef = n_layers, router, float(aux_coef)
-        self.mixers = nn.ModuleList(layers.build(mixer, d_model, kind="token", **(mixer_kwargs or {}))
-                                    for _ in range(n_layers))
-        if self.mixers[0].needs_memory:
-            raise ValueError(f"mixer {mixer!r} reads another layer's memory; RMoEStack takes self-contained mixers")
-        self.mixer_norms = nn.ModuleList(nn.RMSNorm(d_model, eps=norm_eps) for _ in range(n_layers))
-        self.moe_norms = nn.ModuleList(nn.RMSNorm(d_model, eps=norm_eps) for _ in range(n_layers))
-        self.moes = nn.ModuleList(MixtureOfExperts(d_model, n_experts, top_k, expert_hidden, router=False)
-                                  for _ in range(n_layers))
-        self.router = (LayerwiseRecurrentRouter(d_model, n_layers, n_experts, router_dim) if router == "recurrent"
-                       else PlainRouter(d_model, n_layers, n_experts))
+        self.blocks = nn.ModuleList(blocks)
+        self.n_layers, self.router_kind, self.aux_coef = len(blocks), router, float(aux_coef)
+        n_experts = moes[0].n_experts
+        self.router = (LayerwiseRecurrentRouter(self.d_model, self.n_layers, n_experts, router_dim)
+                       if router == "recurrent" else PlainRouter(self.d_model, self.n_layers, n_experts))
         self.router_logits: list[torch.Tensor] = []
 
-    def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, list]:
-        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != self.d_model:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x must have shape (B, T, d_model={self.d_model}), got {got}")
-        return self._run(x, state, step=False)
+    @classmethod
+    def from_config(cls, config, *, router: str = "recurrent", router_dim: int = 64,
+                    aux_coef: float = 0.01) -> "RMoEStack":
+        """The config's n_layers blocks; the config's channel mixer must be "moe" (its router is RMoE's)."""
+        if config.channel_mixer != "moe":
+            raise ValueError(f"depth 'rmoe' routes MoE channel mixers: set channel_mixer='moe' (with channel_kwargs "
+                             f"such as n_experts, top_k), got {config.channel_mixer!r}")
+        return cls([config_block(config, i, channel_overrides={"router": False}) for i in range(config.n_layers)],
+                   router, router_dim, aux_coef)
 
-    def step(self, x_t: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, list]:
-        if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2 or x_t.shape[-1] != self.d_model:
-            got = tuple(x_t.shape) if isinstance(x_t, torch.Tensor) else type(x_t).__name__
-            raise ValueError(f"x_t must have shape (B, d_model={self.d_model}), got {got}")
-        return self._run(x_t, state, step=True)
+    def init_state(self, batch_size, device=None, dtype=None) -> BlockStates:
+        return BlockStates(tuple(b.mixer.init_state(batch_size, device, dtype) for b in self.blocks))
 
-    def _run(self, x: torch.Tensor, state: Any, step: bool) -> tuple[torch.Tensor, list]:
-        states = self.split_state(state, self.n_layers, "RMoEStack state")
+    def run(self, x: torch.Tensor, state: BlockStates, step: bool) -> tuple[torch.Tensor, BlockStates]:
+        if len(state.blocks) != self.n_layers:
+            raise ValueError(f"RMoEStack state must hold {self.n_layers} block states, got {len(state.blocks)}")
+        states = list(state.blocks)
         r = None  # router state over depth, per token; zeros before layer 0
         balance = []
         self.router_logits = []
-        for l in range(self.n_layers):
-            mixer = self.mixers[l]
-            y, states[l] = (mixer.step if step else mixer)(self.mixer_norms[l](x), states[l])
+        for l, block in enumerate(self.blocks):
+            y, states[l] = (block.mixer.step if step else block.mixer)(block.mixer_norm(x), states[l])
             x = x + y
-            h = self.moe_norms[l](x)
+            h = block.channel_norm(x)
             logits, r = self.router(h, l, r)
-            x = x + self.moes[l](h, router_logits=logits)
-            balance.append(self.moes[l].aux_loss)
+            x = x + block.channel_mixer(h, router_logits=logits)
+            balance.append(block.channel_mixer.aux_loss)
             self.router_logits.append(logits.detach())
         self.aux_loss = self.aux_coef * torch.stack(balance).sum()
-        return x, states
+        return x, BlockStates(tuple(states))
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, n_layers={self.n_layers}, router={self.router_kind}, aux_coef={self.aux_coef}"

@@ -1,10 +1,11 @@
-"""Sliced (causal, contiguous) group attention: the ``group_size`` / ``group_offset`` option of ``attention``."""
+"""Sliced (causal, contiguous) group attention: the ``sliced_attention`` mixer (SReT)."""
 
 import pytest
 import torch
 
 from recurlab import layers
 from recurlab.layers.attention import Attention
+from recurlab.layers.sliced_attention import SlicedAttention, group_bounds
 from tests.conftest import assert_rel_close
 
 D = 16
@@ -12,7 +13,7 @@ D = 16
 
 def make(dtype=torch.float64, **kw):
     torch.manual_seed(0)
-    return layers.build("attention", D, n_heads=2, **kw).to(dtype)
+    return layers.build("sliced_attention", D, n_heads=2, **{"group_size": None, **kw}).to(dtype)
 
 
 def group_index(t: int, size: int, offset: int) -> int:
@@ -63,7 +64,7 @@ def test_step_and_prefix_then_steps_equal_forward(size, offset):
         y_t, state = mixer.step(x[:, t], state)
         steps.append(y_t)
         # the cache never holds keys from before the current group
-        start = Attention.group_bounds(t + 1, size, offset)[0]
+        start = group_bounds(t + 1, size, offset)[0]
         assert state.length <= t + 1 - start
     assert_rel_close(torch.stack(steps, 1), y, 1e-12, "step loop")
     for cut in (1, 3, 4, 6):
@@ -111,3 +112,11 @@ def test_bad_call_override_raises():
         mixer(x, group=4)
     with pytest.raises(ValueError, match="group offset"):
         mixer(x, group=(4, 5))
+
+
+def test_only_mixers_with_the_sliced_groups_capability_take_a_group():
+    x = torch.randn(1, 4, D, dtype=torch.float64)
+    assert SlicedAttention.sliced_groups and not Attention.sliced_groups
+    with pytest.raises(ValueError, match="attention takes no group="):
+        layers.build("attention", D, n_heads=2).double()(x, group=(2, 0))
+    assert not SlicedAttention.kv_attention  # MoR cannot re-run grouped caches as routed attention

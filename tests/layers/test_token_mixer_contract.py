@@ -1,14 +1,19 @@
-"""Every registered token mixer meets the contract of recurlab.layers.TokenMixer."""
+"""Every registered token mixer meets the contract of recurlab.layers.TokenMixer and of recurlab.state."""
 
 import pytest
 import torch
 
 from recurlab import layers
+from recurlab.state import State, tensor_leaves
 from tests.layers.common import D, TINY, TOKEN_MIXERS, make_mixer, memory_for
 
 
-def test_every_token_mixer_has_tiny_test_arguments():
-    assert sorted(TINY) == sorted(TOKEN_MIXERS)
+def test_every_token_mixer_registers_tiny_arguments_that_build_it():
+    assert TOKEN_MIXERS and sorted(TINY) == sorted(TOKEN_MIXERS)
+    for name in TOKEN_MIXERS:
+        mixer = make_mixer(name)
+        assert isinstance(mixer, layers.TokenMixer)
+        assert sum(p.numel() for p in mixer.parameters()) < 50_000, f"{name}: tiny arguments build a big layer"
 
 
 def run_steps(mixer, x, state=None):
@@ -111,3 +116,99 @@ def test_unknown_names_and_arguments():
         layers.build("swiglu", 16, kind="token")
     with pytest.raises(ValueError, match="gla takes no argument\\(s\\) heads; it accepts: n_heads"):
         layers.build("gla", 16, heads=2)
+
+
+# ---------------------------------------------------------------------------------------------- states
+
+
+def _memory_slice(mem, rows=None, lo=None, hi=None):
+    if not mem:
+        return {}
+    m = mem["memory"]
+    m = m if rows is None else m[rows]
+    return {"memory": m[:, lo:hi]}
+
+
+@pytest.mark.parametrize("name", TOKEN_MIXERS)
+def test_states_are_values_of_the_declared_type(name):
+    mixer = make_mixer(name)
+    x = torch.randn(2, 6, D, dtype=torch.float64)
+    mem = memory_for(mixer, x)
+    init = mixer.init_state(2, dtype=torch.float64)
+    assert isinstance(init, State) and isinstance(init, mixer.state_type)
+    with torch.no_grad():
+        _, state = mixer(x, **mem)
+        _, stepped = mixer.step(x[:, 0], state, **({"memory": mem["memory"][:, 0]} if mem else {}))
+    assert type(state) is type(init) and type(stepped) is type(init)
+    with pytest.raises(ValueError, match=f"state must be a {type(init).__name__}"):
+        mixer(x, (1, 2), **mem)
+
+
+@pytest.mark.parametrize("name", TOKEN_MIXERS)
+def test_forward_and_step_leave_the_given_state_unchanged(name):
+    mixer = make_mixer(name)
+    x = torch.randn(2, 9, D, dtype=torch.float64)
+    mem = memory_for(mixer, x)
+    with torch.no_grad():
+        y_ref, _ = mixer(x, **mem)
+        _, state = mixer(x[:, :5], **_memory_slice(mem, lo=0, hi=5))
+        before = [t.clone() for t in tensor_leaves(state)]
+        mixer(x[:, 5:], state, **_memory_slice(mem, lo=5, hi=9))
+        mixer.step(x[:, 5], state, **({"memory": mem["memory"][:, 5]} if mem else {}))
+        after = tensor_leaves(state)
+        assert len(after) == len(before)
+        for a, b in zip(after, before):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        # and the kept state still continues the sequence exactly (a rollback)
+        y_tail, _ = mixer(x[:, 5:], state, **_memory_slice(mem, lo=5, hi=9))
+    torch.testing.assert_close(y_tail, y_ref[:, 5:], rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", TOKEN_MIXERS)
+def test_select_takes_batch_rows_of_the_state(name):
+    mixer = make_mixer(name)
+    x = torch.randn(3, 10, D, dtype=torch.float64)
+    mem = memory_for(mixer, x)
+    rows = [2, 0, 2]
+    with torch.no_grad():
+        _, state = mixer(x[:, :6], **_memory_slice(mem, lo=0, hi=6))
+        picked = state.select(rows)
+        y_tail, _ = mixer(x[rows, 6:], picked, **_memory_slice(mem, rows=rows, lo=6, hi=10))
+        y_ref, _ = mixer(x[rows], **_memory_slice(mem, rows=rows))
+    torch.testing.assert_close(y_tail, y_ref[:, 6:], rtol=1e-9, atol=1e-10)
+    assert picked.batch_size in (None, 3)  # None: a state without tensors (gmu)
+    if state.batch_size is not None:
+        with pytest.raises(ValueError, match=r"indices must lie in \[0, batch_size=3\)"):
+            state.select([3])
+
+
+@pytest.mark.parametrize("name", TOKEN_MIXERS)
+def test_states_move_convert_and_detach(name):
+    mixer = make_mixer(name, dtype=torch.float32)
+    x = torch.randn(2, 5, D, requires_grad=True)
+    mem = memory_for(mixer, x)
+    _, state = mixer(x, **mem)
+    detached = state.detach()
+    assert not any(t.requires_grad for t in tensor_leaves(detached))
+    moved = state.to("cpu", dtype=torch.float64)
+    for a, b in zip(tensor_leaves(moved), tensor_leaves(state)):
+        assert a.dtype == (torch.float64 if b.is_floating_point() else b.dtype)
+        torch.testing.assert_close(a, b.detach().to(a.dtype))
+
+
+@pytest.mark.parametrize("name", TOKEN_MIXERS)
+def test_empty_inputs_give_empty_outputs_and_pass_the_state_through(name):
+    mixer = make_mixer(name)
+    with torch.no_grad():
+        x = torch.randn(2, 7, D, dtype=torch.float64)
+        mem = memory_for(mixer, x)
+        _, state = mixer(x, **mem)
+        empty_t = x[:, :0]
+        y, same = mixer(empty_t, state, **_memory_slice(mem, lo=0, hi=0))
+        assert y.shape == (2, 0, D) and same is state
+        y0, state0 = mixer(torch.randn(0, 7, D, dtype=torch.float64), **(
+            {"memory": torch.randn(0, 7, mixer.memory_dim, dtype=torch.float64)} if mem else {}))
+        assert y0.shape == (0, 7, D) and isinstance(state0, mixer.state_type)
+        y0_t, _ = mixer.step(torch.randn(0, D, dtype=torch.float64), **(
+            {"memory": torch.randn(0, mixer.memory_dim, dtype=torch.float64)} if mem else {}))
+        assert y0_t.shape == (0, D)

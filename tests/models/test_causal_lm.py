@@ -78,7 +78,7 @@ def test_config_round_trips_through_json(tmp_path):
     assert ModelConfig.from_json(tmp_path / "config.json") == config
     model = CausalLM.from_config(json.loads(config.to_json()))
     assert model.config == config
-    assert model.blocks[0].mixer.window == 8
+    assert model.depth.blocks[0].mixer.window == 8
 
 
 def test_config_errors_name_the_valid_choices():
@@ -90,7 +90,7 @@ def test_config_errors_name_the_valid_choices():
         ModelConfig(n_layers=3, mixer=["gla", "gla"])
     with pytest.raises(ValueError, match="unknown channel mixer 'relu'"):
         ModelConfig(channel_mixer="relu")
-    with pytest.raises(ValueError, match="gmu layers, which read a memory: set memory_layer"):
+    with pytest.raises(ValueError, match=r"layers \[1\] read a memory \(gmu\): set memory_layer"):
         ModelConfig(mixer=["gla", "gmu"])
     with pytest.raises(ValueError, match="must come after memory_layer=1"):
         ModelConfig(mixer=["gmu", "gla"], memory_layer=1)
@@ -112,8 +112,10 @@ def test_bad_input_ids():
         model(torch.tensor([[0, 16]]))
     with pytest.raises(ValueError, match=r"shape \(B,\)"):
         model.step(torch.tensor([[1]]))
-    with pytest.raises(ValueError, match="state must be a list of 2 per-layer states"):
+    with pytest.raises(ValueError, match="state must be a BlockStates"):
         model(torch.tensor([[1]]), state=[None])
+    with pytest.raises(ValueError, match="state must hold one state per block \\(2\\), got 1"):
+        model(torch.tensor([[1]]), state=model.init_state(1).replace(blocks=model.init_state(1).blocks[:1]))
 
 
 def test_parameter_count_by_name():
@@ -128,14 +130,14 @@ def test_parameter_count_by_name():
 
 def test_rwkv_gets_its_layer_depth():
     model = CausalLM(ModelConfig(vocab_size=8, d_model=8, n_layers=3, mixer="rwkv"))
-    decays = [b.mixer.time_decay for b in model.blocks]
+    decays = [b.mixer.time_decay for b in model.depth.blocks]
     assert not torch.equal(decays[0], decays[2])
 
 
 def test_init_state_and_no_channel_mixer():
     model = CausalLM(tiny_config("mingru", channel_mixer=None))
-    assert model.blocks[0].channel_mixer is None
+    assert model.depth.blocks[0].channel_mixer is None
     state = model.init_state(3)
-    assert len(state) == 2 and state[0].shape == (3, 16)
+    assert len(state.blocks) == 2 and state.blocks[0].h.shape == (3, 16)
     logits, _ = model(torch.zeros(3, 4, dtype=torch.long), state)
     assert logits.shape == (3, 4, 16)

@@ -61,7 +61,44 @@ def test_every_preset_round_trips_through_save_and_load(name, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids)[0], model(ids)[0], rtol=0, atol=0)
     assert isinstance(load_tokenizer(tmp_path), ByteTokenizer)
-    assert json.loads((tmp_path / "config.json").read_text())["format_version"] == 1
+    assert json.loads((tmp_path / "config.json").read_text())["format_version"] == 2
+
+
+def test_a_version_1_file_written_before_the_depth_module_loads(tmp_path):
+    """Format 1 had the stack's blocks at ``blocks.i`` and no depth keys in the config."""
+    model = build("hybrid")
+    model.save_pretrained(tmp_path)
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    save_file({k.removeprefix("depth."): v for k, v in weights.items()}, str(tmp_path / "model.safetensors"))
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["format_version"] = 1
+    for key in ("depth", "depth_kwargs"):
+        del meta["model"][key]
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    loaded = CausalLM.from_pretrained(tmp_path)
+    ids = torch.randint(0, 16, (2, 6))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids)[0], model(ids)[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("depth, kwargs", [("recursive", {"n_loops": 2, "loop_scales": True}),
+                                           ("relaxed", {"n_loops": 2, "rank": 2}),
+                                           ("mor", {"n_recursions": 2, "first": 1, "last": 1}),
+                                           ("recurrent_depth", {"mean_iterations": 2, "init_seed": 0})])
+def test_recursion_models_save_and_load_like_any_other(depth, kwargs, tmp_path):
+    config = ModelConfig(vocab_size=16, d_model=16, n_layers=3, mixer="attention",
+                         mixer_kwargs={"attention": {"n_heads": 2}}, depth=depth, depth_kwargs=kwargs)
+    torch.manual_seed(0)
+    model = CausalLM(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # LoRA B and scalars start at 0 / 1: make every parameter matter
+            p.add_(0.01 * torch.randn_like(p))
+    model.save_pretrained(tmp_path)
+    loaded = CausalLM.from_pretrained(tmp_path).eval()
+    assert loaded.config == config
+    ids = torch.randint(0, 16, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids)[0], model(ids)[0], rtol=0, atol=0)
 
 
 def test_loading_a_mismatched_checkpoint_names_the_tensors(tmp_path):

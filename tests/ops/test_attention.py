@@ -94,10 +94,45 @@ def test_cache_grows_geometrically():
     cache = KVCache()
     with torch.no_grad():
         for _ in range(100):
-            attention_step(*[torch.randn(1, 2, 4) for _ in range(3)], cache)
+            _, cache = attention_step(*[torch.randn(1, 2, 4) for _ in range(3)], cache)
     assert cache.length == 100 and cache.offset == 100
     assert cache.keys.shape == (1, 100, 2, 4)
     assert cache.nbytes() <= 2 * 2 * 128 * 2 * 4 * 4  # capacity at most 2x length
+
+
+@pytest.mark.parametrize("window", [None, 3])
+def test_a_cache_is_a_value_that_later_appends_never_change(window):
+    """Branching: two continuations of one cache each see the prefix and only their own new keys."""
+    q, k, v = qkv(T=12)
+    with torch.no_grad():
+        _, prefix = attention(q[:, :6], k[:, :6], v[:, :6], window=window)
+        keys_before = prefix.keys.clone()
+        o_a, cache_a = attention(q[:, 6:9], k[:, 6:9], v[:, 6:9], window=window, cache=prefix)
+        q2, k2, v2 = (torch.randn_like(x[:, 6:9]) for x in (q, k, v))
+        o_b, cache_b = attention(q2, k2, v2, window=window, cache=prefix)  # a second branch from the same prefix
+        o_a2, _ = attention(q[:, 6:9], k[:, 6:9], v[:, 6:9], window=window, cache=prefix)  # branch a again
+        o_full, _ = attention(q, k, v, window=window)
+    torch.testing.assert_close(prefix.keys, keys_before)
+    assert prefix.offset == 6 and cache_a.offset == cache_b.offset == 9
+    torch.testing.assert_close(o_a, o_full[:, 6:9])
+    torch.testing.assert_close(o_a2, o_a)
+    with torch.no_grad():
+        o_b_ref, _ = attention(torch.cat([q[:, :6], q2], 1), torch.cat([k[:, :6], k2], 1),
+                               torch.cat([v[:, :6], v2], 1), window=window)
+    torch.testing.assert_close(o_b, o_b_ref[:, 6:9])
+    torch.testing.assert_close(cache_a.keys[:, -1], k[:, 8])
+    torch.testing.assert_close(cache_b.keys[:, -1], k2[:, -1])
+
+
+def test_cache_select_takes_batch_rows():
+    q, k, v = qkv(B=3, T=7)
+    with torch.no_grad():
+        _, cache = attention(q[:, :5], k[:, :5], v[:, :5])
+        picked = cache.select([2, 0, 2])
+        o, _ = attention(q[[2, 0, 2], 5:], k[[2, 0, 2], 5:], v[[2, 0, 2], 5:], cache=picked)
+        o_ref, _ = attention(q[[2, 0, 2]], k[[2, 0, 2]], v[[2, 0, 2]])
+    torch.testing.assert_close(o, o_ref[:, 5:])
+    assert picked.offset == 5 and picked.batch_size == 3
 
 
 def test_half_precision():

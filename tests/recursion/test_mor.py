@@ -7,12 +7,14 @@ from torch import nn
 from recurlab import ops
 from recurlab.layers.attention import Attention
 from recurlab.layers.rotary import rotary
-from recurlab.recursion import DepthLM, make_block
+from recurlab.models import CausalLM, make_block
 from recurlab.recursion.mor import MixtureOfRecursions, MoRState
 from recurlab.recursion.mor_cache import RecursionKVCache
+from recurlab.state import tensor_leaves
 from recurlab.tasks import IGNORE, SequenceTask
 from recurlab.train import TrainConfig, Trainer, evaluate
 from tests.conftest import assert_rel_close
+from tests.recursion.common import config
 
 D = 16
 MIXER_KW = {"attention": {"n_heads": 2, "n_kv_heads": 1}, "gla": {"n_heads": 2}}
@@ -218,25 +220,24 @@ def test_gradients_reach_every_part_in_training():
 def test_inactive_tokens_leave_a_recursions_recurrent_state_unchanged():
     model = build("gla", "expert").eval()
     x = torch.randn(2, 8, D, dtype=torch.float64)
-    state, seen_inactive, seen_active = None, 0, 0
+    state, seen_inactive, seen_active = model.init_state(2, dtype=torch.float64), 0, 0
     for t in range(8):
-        before = None if state is None else [[s if s is None else s.clone() for s in rec] for rec in state.recursions]
+        before = state  # states are values: the step below returns a new one and leaves this one as it is
+        kept = [leaf.clone() for leaf in tensor_leaves(before)]
         _, state = model.step(x[:, t], state)
-        if before is None:
-            continue
+        assert all(torch.equal(a, b) for a, b in zip(tensor_leaves(before), kept))
         active = model.last_active[:, 0]  # (B, N_r)
         for r in range(model.n_recursions):
             for k in range(len(model.shared)):
-                old, new = before[r][k], state.recursions[r][k]
+                old, new = tensor_leaves(before.recursions[r][k]), tensor_leaves(state.recursions[r][k])
+                assert old and len(old) == len(new)
                 for b in range(2):
-                    if old is None:
-                        continue
                     if active[b, r]:
                         seen_active += 1
-                        assert not torch.equal(old[b], new[b])
+                        assert not all(torch.equal(o[b], n[b]) for o, n in zip(old, new))
                     else:
                         seen_inactive += 1
-                        assert torch.equal(old[b], new[b])
+                        assert all(torch.equal(o[b], n[b]) for o, n in zip(old, new))
     assert seen_inactive and seen_active
 
 
@@ -254,16 +255,28 @@ def test_recursion_caches_hold_only_the_active_tokens_at_their_positions():
 
 
 @pytest.mark.parametrize("kv_sharing", [False, True])
-def test_decoding_without_gradients_writes_the_caches_in_place(kv_sharing):
+def test_decoding_without_gradients_grows_the_caches_in_place_and_keeps_old_states(kv_sharing):
     model = build("attention", "expert", kv_sharing).eval()
     x = torch.randn(2, 21, D, dtype=torch.float64)
     with torch.no_grad():
         y, _ = model(x)
         y_prefix, state = model(x[:, :3])
-        y_rest, state = steps(model, x[:, 3:], state)  # past the initial capacity of 16 slots
-    assert_rel_close(torch.cat([y_prefix, y_rest], 1), y, 1e-12, "no-grad decoding")
+        ys, buffers, kept = [], set(), None
+        for t in range(3, 21):  # past the initial capacity of 16 slots
+            y_t, state = model.step(x[:, t], state)
+            ys.append(y_t)
+            buffers.add(id(state.recursions[0][0].buffers))
+            if t == 9:
+                kept = state
+        kept_keys = kept.recursions[0][0].keys.clone()
+        # from the state kept after token 9, a second continuation: it must not see the tokens written after it
+        y_again, _ = model(x[:, 10:], kept)
+    assert_rel_close(torch.cat([y_prefix, torch.stack(ys, 1)], 1), y, 1e-12, "no-grad decoding")
+    assert_rel_close(y_again, y[:, 10:], 1e-12, "continuation from a kept state")
     cache = state.recursions[0][0]
-    assert cache.length == 21 and cache._owned and cache._buffers[0].shape[1] >= 21
+    assert cache.length == 21 and cache.buffers.capacity >= 21
+    assert len(buffers) <= 2  # appended in place, one regrowth from 16 slots (amortised O(1) per token)
+    assert kept.recursions[0][0].length == 10 and torch.equal(kept.recursions[0][0].keys, kept_keys)
 
 
 def test_kv_sharing_reads_the_first_recursions_cache():
@@ -281,14 +294,31 @@ def test_a_tiny_mor_language_model_learns():
     labels = torch.full_like(inputs, IGNORE)
     labels[:, 1:] = inputs[:, :-1]  # predict the previous token: needs the token mixer
     task = SequenceTask(inputs, labels, 16)
-    blocks = lambda n: [make_block("attention", 32, mixer_kwargs={"n_heads": 2}) for _ in range(n)]  # noqa: E731
-    model = DepthLM(16, MixtureOfRecursions(blocks(1), 2, "expert", first=blocks(1), last=blocks(1)))
+    model = CausalLM(config("mor", {"n_recursions": 2, "router": "expert", "first": 1, "last": 1}, d_model=32,
+                            n_layers=3))
     before = evaluate(model, task.subset(slice(0, 128)))
-    config = TrainConfig(steps=120, batch_size=32, lr=3e-3, warmup_steps=10, eval_every=120, precision="fp32",
-                         progress=False)
-    Trainer(model, task.subset(slice(128, None)), task.subset(slice(0, 128)), config).fit()
+    train_config = TrainConfig(steps=120, batch_size=32, lr=3e-3, warmup_steps=10, eval_every=120, precision="fp32",
+                               progress=False)
+    Trainer(model, task.subset(slice(128, None)), task.subset(slice(0, 128)), train_config).fit()
     after = evaluate(model, task.subset(slice(0, 128)))
     assert after["loss"] < 0.3 * before["loss"] and after["accuracy"] > 0.9, (before, after)
+
+
+def test_from_config_splits_the_blocks_into_first_shared_and_last():
+    model = CausalLM(config("mor", {"n_recursions": 3, "first": 1, "last": 2, "kv_sharing": True, "router": "token"},
+                            n_layers=5))
+    depth = model.depth
+    assert isinstance(depth, MixtureOfRecursions)
+    assert (len(depth.first), len(depth.shared), len(depth.last)) == (1, 2, 2)
+    assert depth.router_kind == "token" and depth.kv_sharing and depth.n_recursions == 3
+    state = model.init_state(3)
+    assert isinstance(state, MoRState) and state.offset == 0 and len(state.recursions) == 3
+    assert all(isinstance(c, RecursionKVCache) for c in state.recursions[0])
+    assert all(c is None for rec in state.recursions[1:] for c in rec)
+    with pytest.raises(ValueError, match="leave none"):
+        CausalLM(config("mor", {"n_recursions": 2, "first": 1, "last": 1}, n_layers=2))
+    with pytest.raises(ValueError, match="n_recursions"):
+        config("mor", {"first": 1}, n_layers=3)
 
 
 def test_bad_arguments_raise_value_errors():
@@ -319,6 +349,8 @@ def test_bad_arguments_raise_value_errors():
         MixtureOfRecursions(blocks(), 2, last=[make_block("gla", 2 * D)])
     with pytest.raises(ValueError, match="liger|state"):
         MixtureOfRecursions([make_block("liger", D)], 2)
+    with pytest.raises(ValueError, match="keeps a cache in its state"):  # its cache follows the groups
+        MixtureOfRecursions([make_block("sliced_attention", D, mixer_kwargs={"n_heads": 2, "group_size": 4})], 2)
     for name, value in (("alpha", 0.0), ("router_temperature", -1.0), ("bce_coef", -1.0), ("threshold", 1.0)):
         with pytest.raises(ValueError, match=name):
             MixtureOfRecursions(blocks(), 2, **{name: value})
@@ -330,6 +362,6 @@ def test_bad_arguments_raise_value_errors():
     with pytest.raises(ValueError, match="state must be a MoRState"):
         model(torch.randn(2, 5, D), state=[None, None])
     with pytest.raises(ValueError, match="state does not fit"):
-        model(torch.randn(2, 5, D), state=MoRState([], [[None]], [], 0))
+        model(torch.randn(2, 5, D), state=MoRState((), ((None,),), (), 0))
     with pytest.raises(ValueError, match="after a forward"):
         model.applications_per_token()

@@ -1,21 +1,22 @@
 import pytest
 import torch
 
+from recurlab.models import CausalLM
 from recurlab.ops import KVCache
-from recurlab.recursion import DepthLM, Stack, make_block
-from recurlab.recursion.parallel_sampler import _copy_state, parallel_generate, sequential_generate
-from recurlab.recursion.recurrent_depth import RecurrentDepth
+from recurlab.recursion.parallel_sampler import parallel_generate, sequential_generate
+from recurlab.state import tensor_leaves
 from recurlab.tasks import SequenceTask
 from recurlab.tasks.base import IGNORE
 from recurlab.train import TrainConfig, Trainer
+from tests.recursion.common import config
 
 V = 11
-MIXER_KW = {"attention": {"n_heads": 2}, "gla": {"n_heads": 2}}
 
 
 def tiny_model(mixer="attention", d=16, mean_iterations=4, **kw):
-    blocks = lambda n: [make_block(mixer, d, mixer_kwargs=MIXER_KW[mixer]) for _ in range(n)]  # noqa: E731
-    return DepthLM(V, RecurrentDepth(blocks(1), blocks(2), blocks(1), mean_iterations=mean_iterations, **kw))
+    """A CausalLM of 1 prelude, 2 core and 1 coda blocks (depth "recurrent_depth")."""
+    return CausalLM(config("recurrent_depth", {"prelude": 1, "coda": 1, "mean_iterations": mean_iterations, **kw},
+                           vocab_size=V, d_model=d, n_layers=4, mixer=mixer))
 
 
 @pytest.mark.parametrize("mixer", ["attention", "gla"])
@@ -47,13 +48,25 @@ def test_the_wavefront_keeps_its_bookkeeping(mixer):
     assert loose.core_iterations == 4 * 9 and loose.forward_passes == 1 + 9
 
 
-def test_copying_a_state_leaves_the_committed_cache_untouched():
-    cache = KVCache()
-    cache.append(torch.randn(1, 3, 2, 4), torch.randn(1, 3, 2, 4))
-    copy = _copy_state([cache, None, torch.ones(2)])
-    copy[0].append(torch.randn(1, 2, 2, 4), torch.randn(1, 2, 2, 4))
-    assert cache.length == 3 and cache.offset == 3 and copy[0].length == 5 and copy[0].offset == 5
-    assert torch.equal(copy[0].keys[:, :3], cache.keys)
+def test_committed_states_are_values_that_window_runs_leave_untouched():
+    cache = KVCache().append(torch.randn(1, 3, 2, 4), torch.randn(1, 3, 2, 4))
+    keys = cache.keys.clone()
+    k2, k3 = torch.randn(1, 2, 2, 4), torch.randn(1, 2, 2, 4)
+    longer = cache.append(k2, torch.randn(1, 2, 2, 4))
+    other = cache.append(k3, torch.randn(1, 2, 2, 4))  # a second window run from the same committed cache
+    assert cache.length == 3 and cache.offset == 3 and longer.length == 5 and longer.offset == 5
+    assert torch.equal(cache.keys, keys) and torch.equal(longer.keys[:, :3], keys)
+    assert torch.equal(longer.keys[:, 3:], k2) and torch.equal(other.keys[:, 3:], k3)
+    # the same for a whole model state: running a window from it twice gives the same result
+    model = tiny_model(test_init_std=0.0).eval()
+    prompt, window = torch.randint(0, V, (1, 5)), torch.randint(0, V, (1, 3))
+    with torch.no_grad():
+        _, state = model(prompt, model.depth.new_state(4))
+        kept = [t.clone() for t in tensor_leaves(state)]
+        first, _ = model(window, state)
+        second, _ = model(window, state)
+    assert torch.equal(first, second)
+    assert all(torch.equal(a, b) for a, b in zip(tensor_leaves(state), kept))
 
 
 def periodic_task(n, length, seed):
@@ -71,9 +84,9 @@ def test_on_a_trained_model_the_sampler_mostly_agrees_with_sequential_decoding_i
     torch.manual_seed(0)
     model = tiny_model("attention", d=32, mean_iterations=6, backprop_depth=3, init_std=0.5)
     task = periodic_task(448, 16, 0)
-    config = TrainConfig(steps=120, batch_size=32, lr=1e-2, warmup_steps=10, eval_every=120, precision="fp32",
-                         progress=False)
-    Trainer(model, task.subset(slice(64, None)), task.subset(slice(0, 64)), config).fit()
+    train_config = TrainConfig(steps=120, batch_size=32, lr=1e-2, warmup_steps=10, eval_every=120, precision="fp32",
+                               progress=False)
+    Trainer(model, task.subset(slice(64, None)), task.subset(slice(0, 64)), train_config).fit()
     model.depth.num_iterations = 8
     prompts = periodic_task(8, 8, 1).inputs
     agree = calls = seq_calls = 0
@@ -89,8 +102,10 @@ def test_on_a_trained_model_the_sampler_mostly_agrees_with_sequential_decoding_i
 def test_bad_arguments_raise_value_errors():
     model = tiny_model()
     prompt = torch.randint(0, V, (1, 3))
-    with pytest.raises(ValueError, match="RecurrentDepth"):
-        parallel_generate(DepthLM(V, Stack([make_block("gla", 16)])), prompt, 3)
+    with pytest.raises(ValueError, match="depth is recurrent_depth"):
+        parallel_generate(CausalLM(config("stack", vocab_size=V, mixer="gla")), prompt, 3)
+    with pytest.raises(ValueError, match="depth is recurrent_depth"):
+        sequential_generate(CausalLM(config("stack", vocab_size=V, mixer="gla")), prompt, 3)
     with pytest.raises(ValueError, match=r"shape \(1, T\)"):
         parallel_generate(model, torch.randint(0, V, (2, 3)), 3)
     with pytest.raises(ValueError, match="vocab_size"):

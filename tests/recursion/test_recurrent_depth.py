@@ -3,14 +3,16 @@ import math
 import pytest
 import torch
 
-from recurlab.recursion import DepthLM, make_block
+from recurlab.models import CausalLM, make_block
 from recurlab.recursion.recurrent_depth import RecurrentDepth, RecurrentDepthState
+from recurlab.state import tensor_leaves
 from recurlab.tasks import SequenceTask
 from recurlab.tasks.base import IGNORE
 from recurlab.train import TrainConfig, Trainer
 from recurlab.train.trainer import evaluate
 
 from ..conftest import assert_rel_close
+from .common import config
 
 D = 16
 MIXER_KW = {"attention": {"n_heads": 2}, "gla": {"n_heads": 2}}
@@ -66,8 +68,12 @@ def test_iteration_count_at_test_time_and_its_state():
     depth.num_iterations = 2
     assert torch.equal(depth(x)[0], y2) and not torch.allclose(y2, y4)
     # decoding continues with the prefill's count, whatever the attribute says now
-    y_t, state = depth.step(x[:, 0], state)
-    assert depth.last_num_iterations == 4 and len(state.core) == 4
+    kept = [t.clone() for t in tensor_leaves(state)]
+    y_t, after = depth.step(x[:, 0], state)
+    assert depth.last_num_iterations == 4 and len(after.core) == 4 and after.position == 6
+    assert state.position == 5 and all(torch.equal(a, b) for a, b in zip(tensor_leaves(state), kept))
+    assert torch.equal(depth.step(x[:, 0], state)[0], y_t)  # the kept state gives the same step again
+    state = after
     with pytest.raises(ValueError, match="iteration count of the prefill"):
         depth.step(x[:, 0], state, num_iterations=3)
     assert depth.blocks_per_token() == 1 + 2 * 2 + 1 and depth.blocks_per_token(10) == 1 + 10 * 2 + 1
@@ -92,6 +98,22 @@ def test_training_samples_the_count_and_backpropagates_through_the_last_iteratio
     assert depth.adapter.weight.grad is not None and depth.core[0].mixer.q_proj.weight.grad.abs().sum() > 0
 
 
+def test_from_config_splits_prelude_core_and_coda():
+    model = CausalLM(config("recurrent_depth", {"prelude": 1, "coda": 2, "mean_iterations": 3, "init_seed": 4},
+                            n_layers=5, mixer="gla"))
+    depth = model.depth
+    assert isinstance(depth, RecurrentDepth)
+    assert (len(depth.prelude), len(depth.core), len(depth.coda)) == (1, 2, 2)
+    assert depth.num_iterations == 3 and depth.init_seed == 4 and depth.blocks_per_token() == 1 + 3 * 2 + 2
+    state = model.init_state(2)
+    assert isinstance(state, RecurrentDepthState) and state.num_iterations is None and state.core == ()
+    assert len(state.prelude) == 1 and len(state.coda) == 2
+    fixed = depth.new_state(5, 2)
+    assert fixed.num_iterations == 5 and len(fixed.core) == 5 and all(len(c) == 2 for c in fixed.core)
+    with pytest.raises(ValueError, match="for the core"):
+        CausalLM(config("recurrent_depth", {"prelude": 1, "coda": 1}, n_layers=2))
+
+
 def test_bad_arguments_raise_value_errors():
     with pytest.raises(ValueError, match="core must hold"):
         RecurrentDepth(blocks("gla", 1), [], [])
@@ -108,9 +130,9 @@ def test_bad_arguments_raise_value_errors():
     depth = depth_module().eval()
     with pytest.raises(ValueError, match="num_iterations"):
         depth.num_iterations = 0
-    with pytest.raises(ValueError, match=r"x must be a tensor of shape \(B, T, d_model\)"):
+    with pytest.raises(ValueError, match=r"x must have shape \(B, T, d_model=16\)"):
         depth(torch.randn(2, 3, D + 1))
-    with pytest.raises(ValueError, match=r"x_t must be a tensor of shape \(B, d_model\)"):
+    with pytest.raises(ValueError, match=r"x_t must have shape \(B, d_model=16\)"):
         depth.step(torch.randn(2, 3, D))
     with pytest.raises(ValueError, match="RecurrentDepthState"):
         depth(torch.randn(1, 3, D), [None])
@@ -123,11 +145,11 @@ def test_a_tiny_recurrent_depth_language_model_learns():
     labels = torch.full_like(inputs, IGNORE)
     labels[:, 1:] = inputs[:, :-1]  # the previous token: needs the token mixer
     task = SequenceTask(inputs, labels, 16)
-    wide = lambda: [make_block("attention", 32, mixer_kwargs={"n_heads": 2})]  # noqa: E731
-    model = DepthLM(16, RecurrentDepth(wide(), wide(), wide(), mean_iterations=3, backprop_depth=2, init_std=0.5))
+    model = CausalLM(config("recurrent_depth", {"prelude": 1, "coda": 1, "mean_iterations": 3, "backprop_depth": 2,
+                                                "init_std": 0.5}, d_model=32, n_layers=3))
     before = evaluate(model, task.subset(slice(0, 64)))
-    config = TrainConfig(steps=100, batch_size=32, lr=1e-2, warmup_steps=10, eval_every=100, precision="fp32",
-                         progress=False)
-    Trainer(model, task.subset(slice(64, None)), task.subset(slice(0, 64)), config).fit()
+    train_config = TrainConfig(steps=100, batch_size=32, lr=1e-2, warmup_steps=10, eval_every=100, precision="fp32",
+                               progress=False)
+    Trainer(model, task.subset(slice(64, None)), task.subset(slice(0, 64)), train_config).fit()
     after = evaluate(model, task.subset(slice(0, 64)))
     assert after["loss"] < 0.3 * before["loss"] and after["accuracy"] > 0.9, (before, after)

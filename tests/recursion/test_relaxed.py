@@ -6,11 +6,12 @@ import copy
 import pytest
 import torch
 
-from recurlab.recursion import DepthLM, Stack, make_block
+from recurlab.models import BlockStates, CausalLM, Stack, make_block
+from recurlab.recursion import relax
 from recurlab.recursion.recursive import Recursive
 from recurlab.recursion.relaxed import LoopLoRALinear, Relaxed, early_exit_forward, early_exit_step
 from tests.conftest import assert_rel_close
-from tests.recursion.test_recursive import D, check_step_equals_forward, make_blocks, train_lag_copy
+from tests.recursion.common import D, causal_lm, check_step_equals_forward, config, make_blocks, train_lag_copy, widen
 
 
 def randomise_lora(model: Relaxed, std=0.2):
@@ -49,9 +50,9 @@ def test_lora_linear_adds_the_current_loops_low_rank_delta():
     assert LoopLoRALinear(torch.nn.Linear(6, 3), 2, 99, cursor).rank == 3  # capped at min(d_in, d_out)
 
 
-@pytest.mark.parametrize("mixer", ["attention", "gla"])
+@pytest.mark.parametrize("mixer", ["sliced_attention", "gla"])
 def test_step_equals_forward(mixer):
-    kwargs = {"group_sizes": [4, 8], "group_offsets": [0, 2]} if mixer == "attention" else {}
+    kwargs = {"group_sizes": [4, 8], "group_offsets": [0, 2]} if mixer == "sliced_attention" else {}
     relaxed = Relaxed(make_blocks(mixer, 2), 2, rank=3, loop_scales=True, loop_norms=True, **kwargs).eval()
     randomise_lora(relaxed)
     with torch.no_grad():
@@ -80,6 +81,40 @@ def test_full_rank_conversion_rebuilds_the_stack_exactly(scheme, channel_mixer):
     low = Relaxed.from_stack(stack, n_loops=3, rank=2, scheme=scheme, loop_norms=True)
     assert (low(x)[0] - y_stack).abs().max() > 1e-3  # a low rank does not recover it
     check_step_equals_forward(relaxed.eval(), x)
+
+
+@pytest.mark.parametrize("scheme", ["stepwise", "average"])
+def test_relax_converts_a_stack_language_model(scheme):
+    torch.manual_seed(1)
+    model = causal_lm("stack", n_layers=4).double().eval()
+    widen(model.depth.blocks)  # a "trained" stack: distinct weights and norm gains per layer
+    ids = torch.randint(0, 16, (2, 7))
+    logits, _ = model(ids)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    full = relax(model, n_loops=2, rank=10_000, scheme=scheme, loop_norms=True).eval()
+    assert isinstance(full, CausalLM) and isinstance(full.depth, Relaxed)
+    assert full.config.depth == "relaxed" and full.config.n_layers == 2 and full.depth.n_applications == 4
+    assert full.config.depth_kwargs == {"n_loops": 2, "rank": 10_000, "loop_norms": True}
+    assert full.embedding.weight.dtype == torch.float64
+    assert_rel_close(full(ids)[0], logits, 1e-10, f"full-rank relax ({scheme})")
+    check_step_equals_forward(full.depth, torch.randn(2, 6, D, dtype=torch.float64))
+    rebuilt = CausalLM(full.config).double()  # the config describes the converted model (save/load)
+    rebuilt.load_state_dict(full.state_dict())
+    assert_rel_close(rebuilt.eval()(ids)[0], logits, 1e-10, "rebuilt from its config")
+    low = relax(model, 2, rank=1, scheme=scheme).eval()
+    assert (low(ids)[0] - logits).abs().max() > 1e-4
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # the stack is not modified
+
+
+def test_relax_refuses_what_it_cannot_convert():
+    with pytest.raises(ValueError, match="'stack' depth module"):
+        relax(causal_lm("recursive", {"n_loops": 2}), 2, rank=2)
+    with pytest.raises(ValueError, match="'stack' depth module"):
+        relax(stack_of("attention", 2), 1, rank=2)
+    with pytest.raises(ValueError, match="n_loops"):
+        relax(causal_lm("stack", n_layers=4), 3, rank=2)
+    with pytest.raises(ValueError, match="one mixer for every loop"):
+        relax(causal_lm("stack", n_layers=2, mixer=["attention", "gla"]), 2, rank=2)
 
 
 def test_schemes_pick_the_papers_layers():
@@ -117,13 +152,14 @@ def test_svd_lora_error_falls_with_rank_and_gla_converts():
     check_step_equals_forward(gla.eval(), torch.randn(2, 6, D, dtype=torch.float64))
 
 
-def exit_model(depth_cls=Relaxed, n_loops=3, vocab=4):
+def exit_model(depth="relaxed", n_loops=3, vocab=4):
+    """A CausalLM of one widened attention block looped n_loops times (depth "relaxed" or "recursive")."""
     torch.manual_seed(3)
-    blocks = make_blocks("attention", 1)
-    depth = depth_cls(blocks, n_loops, rank=2) if depth_cls is Relaxed else depth_cls(blocks, n_loops)
-    if depth_cls is Relaxed:
-        randomise_lora(depth)
-    model = DepthLM(vocab, depth).double().eval()
+    model = causal_lm(depth, {"n_loops": n_loops, **({"rank": 2} if depth == "relaxed" else {})}, vocab_size=vocab)
+    model = model.double().eval()
+    widen(model.depth.blocks)
+    if depth == "relaxed":
+        randomise_lora(model.depth)
     with torch.no_grad():
         model.embedding.weight.normal_(0, 0.2)
     return model
@@ -137,24 +173,25 @@ def test_early_exit_extremes():
     assert_rel_close(logits, model(ids)[0], 1e-12, "threshold 1: nobody exits")
     logits, exits, _ = early_exit_forward(model, ids, threshold=0.0)
     assert (exits == 1).all()
-    h = model.depth.run_loop(0, model.embedding(ids), [None] * 3, step=False)
-    assert_rel_close(logits, model.logits(model.final_norm(h)), 1e-12, "threshold 0: everyone exits after loop 1")
+    states = list(model.init_state(2, dtype=torch.float64).blocks)
+    h = model.depth.run_loop(0, model.embed(ids), states, step=False)
+    assert_rel_close(logits, model.readout(h), 1e-12, "threshold 0: everyone exits after loop 1")
 
 
-@pytest.mark.parametrize("depth_cls", [Relaxed, Recursive])
-def test_early_exit_step_equals_forward_and_freezes_exited_tokens(depth_cls):
-    model = exit_model(depth_cls)
+@pytest.mark.parametrize("depth", ["relaxed", "recursive"])
+def test_early_exit_step_equals_forward_and_freezes_exited_tokens(depth):
+    model = exit_model(depth)
     ids = torch.randint(0, 4, (3, 10), generator=torch.Generator().manual_seed(0))
     depth = model.depth
     with torch.no_grad():
-        h1 = depth.run_loop(0, model.embedding(ids), [None] * depth.n_applications, step=False)
-        confidence = torch.softmax(model.logits(model.final_norm(h1)), -1).amax(-1)
+        h1 = depth.run_loop(0, model.embed(ids), list(model.init_state(3).blocks), step=False)
+        confidence = torch.softmax(model.readout(h1), -1).amax(-1)
     threshold = float(confidence.median())  # about half the tokens leave after loop 1
     logits, exits, _ = early_exit_forward(model, ids, threshold)
     assert (exits == 1).any() and (exits > 1).any()
     early = exits == 1
     with torch.no_grad():
-        loop1_logits = model.logits(model.final_norm(h1))
+        loop1_logits = model.readout(h1)
     assert_rel_close(logits[early], loop1_logits[early], 1e-12, "exited tokens keep loop-1 logits")
     state, step_logits, step_exits = None, [], []
     for t in range(10):
@@ -163,17 +200,20 @@ def test_early_exit_step_equals_forward_and_freezes_exited_tokens(depth_cls):
         step_exits.append(e_t)
     assert torch.equal(torch.stack(step_exits, 1), exits)
     assert_rel_close(torch.stack(step_logits, 1), logits, 1e-10, "early-exit steps vs forward")
-    _, _, state = early_exit_forward(model, ids[:, :4], threshold)
+    _, _, prefix = early_exit_forward(model, ids[:, :4], threshold)
+    assert isinstance(prefix, BlockStates) and len(prefix.blocks) == depth.n_applications
+    state = prefix
     for t in range(4, 10):
         l_t, e_t, state = early_exit_step(model, ids[:, t], threshold, state)
         assert torch.equal(e_t, exits[:, t])
         assert_rel_close(l_t, logits[:, t], 1e-10, f"prefix then early-exit step {t}")
+    l_t, e_t, _ = early_exit_step(model, ids[:, 4], threshold, prefix)  # the prefix state was kept unchanged
+    assert torch.equal(e_t, exits[:, 4])
+    assert_rel_close(l_t, logits[:, 4], 1e-10, "early-exit step from the kept prefix state")
 
 
 def test_learns_a_lag_copy_task():
-    torch.manual_seed(0)
-    blocks = [make_block("attention", D, mixer_kwargs={"n_heads": 2})]
-    first, last = train_lag_copy(Relaxed(blocks, 2, rank=2))
+    first, last = train_lag_copy(config("relaxed", {"n_loops": 2, "rank": 2}))
     assert first > 2.5 and last < 0.2 * first, (first, last)
 
 
@@ -190,7 +230,9 @@ def test_bad_arguments_raise_value_errors():
     ids = torch.zeros(1, 3, dtype=torch.long)
     with pytest.raises(ValueError, match="threshold"):
         early_exit_forward(exit_model(), ids, 1.5)
-    with pytest.raises(ValueError, match="Recursive"):
-        early_exit_forward(DepthLM(4, stack), ids, 0.5)
+    with pytest.raises(ValueError, match="depth is recursive"):
+        early_exit_forward(causal_lm("stack", vocab_size=4), ids, 0.5)
+    with pytest.raises(ValueError, match="CausalLM"):
+        early_exit_forward(stack, ids, 0.5)
     with pytest.raises(ValueError, match=r"\(B,\)"):
         early_exit_step(exit_model(), ids, 0.5)

@@ -2,16 +2,26 @@ import pytest
 import torch
 
 from recurlab.layers.moe import load_balancing_loss, top_k_routing
-from recurlab.recursion import DepthLM
+from recurlab.models import BlockStates, CausalLM, make_block
 from recurlab.recursion.rmoe import LayerwiseRecurrentRouter, PlainRouter, RMoEStack
 from recurlab.tasks import IGNORE, SequenceTask
 from recurlab.train import TrainConfig, Trainer, evaluate
+from tests.recursion.common import config
 
 
-def tiny_stack(**kw):
-    args = dict(d_model=16, n_layers=3, mixer="attention", n_experts=4, top_k=2, expert_hidden=8, router_dim=8)
-    args.update(kw)
-    return RMoEStack(**args)
+def tiny_stack(d_model=16, n_layers=3, mixer="attention", n_experts=4, top_k=2, expert_hidden=8, router_dim=8,
+               **kw) -> RMoEStack:
+    """RMoEStack on n_layers blocks whose channel mixer is a router-less MoE."""
+    moe = {"n_experts": n_experts, "top_k": top_k, "hidden_size": expert_hidden, "router": False}
+    blocks = [make_block(mixer, d_model, "moe", None, moe) for _ in range(n_layers)]
+    return RMoEStack(blocks, router_dim=router_dim, **kw)
+
+
+def tiny_lm(vocab=11, d_model=16, n_layers=3, mixer="attention", expert_hidden=8, router="recurrent") -> CausalLM:
+    """The same as a CausalLM built from a ModelConfig (depth "rmoe")."""
+    moe = {"n_experts": 4, "top_k": 2, "hidden_size": expert_hidden}
+    return CausalLM(config("rmoe", {"router": router, "router_dim": 8}, vocab_size=vocab, d_model=d_model,
+                           n_layers=n_layers, mixer=mixer, mixer_kwargs={}, channel_mixer="moe", channel_kwargs=moe))
 
 
 def test_router_equations():
@@ -73,22 +83,23 @@ def test_stack_equations_and_aux_loss(router):
     # the same computation written out: pre-norm mixer, pre-norm MoE routed by the carried router state
     h_x, r, balance = x, None, []
     for l in range(3):
-        h_x = h_x + stack.mixers[l](stack.mixer_norms[l](h_x))[0]
-        h = stack.moe_norms[l](h_x)
+        block = stack.blocks[l]
+        h_x = h_x + block.mixer(block.mixer_norm(h_x))[0]
+        h = block.channel_norm(h_x)
         logits, r = stack.router(h, l, r)
         torch.testing.assert_close(stack.router_logits[l], logits)
         gates, chosen, probs = top_k_routing(logits.reshape(-1, 4), 2)
         balance.append(load_balancing_loss(probs, chosen, 4))
-        h_x = h_x + stack.moes[l](h, router_logits=logits)
+        h_x = h_x + block.channel_mixer(h, router_logits=logits)
     torch.testing.assert_close(y, h_x)
     torch.testing.assert_close(stack.aux_loss, 0.5 * sum(balance))
-    assert len(state) == 3
+    assert isinstance(state, BlockStates) and len(state.blocks) == 3
 
 
 @pytest.mark.parametrize("mixer", ["attention", "gla"])
 @pytest.mark.parametrize("router", ["recurrent", "plain"])
 def test_step_equals_forward(mixer, router):
-    model = DepthLM(11, tiny_stack(mixer=mixer, router=router)).double()
+    model = tiny_lm(mixer=mixer, router=router).double()
     ids = torch.randint(0, 11, (2, 7))
     logits, _ = model(ids)
     forward_logits = model.depth.router_logits
@@ -106,7 +117,7 @@ def test_step_equals_forward(mixer, router):
 
 
 def test_gradients_reach_every_router_parameter_and_the_aux_loss_counts():
-    model = DepthLM(11, tiny_stack())
+    model = tiny_lm()
     ids = torch.randint(0, 11, (2, 6))
     logits, _ = model(ids)
     (logits.square().mean() + model.aux_loss).backward()
@@ -127,8 +138,20 @@ def test_bad_arguments():
         stack(torch.randn(2, 16))
     with pytest.raises(ValueError, match=r"x_t must have shape \(B, d_model=16\)"):
         stack.step(torch.randn(2, 3, 16))
-    with pytest.raises(ValueError, match="RMoEStack state must be a list of 3 entries"):
+    with pytest.raises(ValueError, match="state must be a BlockStates"):
         stack(torch.randn(1, 2, 16), state=[None])
+    with pytest.raises(ValueError, match="RMoEStack state must hold 3 block states, got 1"):
+        stack(torch.randn(1, 2, 16), state=BlockStates(stack.init_state(1).blocks[:1]))
+    with pytest.raises(ValueError, match="router=False"):  # an MoE with its own router
+        RMoEStack([make_block("attention", 16, "moe", None, {"n_experts": 4})])
+    with pytest.raises(ValueError, match="router=False"):
+        RMoEStack([make_block("attention", 16)])
+    with pytest.raises(ValueError, match="same number of experts"):
+        RMoEStack([make_block("attention", 16, "moe", None, {"n_experts": n, "router": False}) for n in (4, 8)])
+    with pytest.raises(ValueError, match="blocks must be a non-empty list"):
+        RMoEStack([])
+    with pytest.raises(ValueError, match="channel_mixer='moe'"):
+        CausalLM(config("rmoe"))
 
 
 def previous_token_task(n: int, seq_len: int, vocab: int, seed: int) -> SequenceTask:
@@ -143,11 +166,11 @@ def previous_token_task(n: int, seq_len: int, vocab: int, seed: int) -> Sequence
 @pytest.mark.parametrize("router", ["recurrent", "plain"])
 def test_tiny_model_learns(router):
     torch.manual_seed(0)
-    model = DepthLM(8, tiny_stack(d_model=32, n_layers=2, router=router, expert_hidden=32))
+    model = tiny_lm(vocab=8, d_model=32, n_layers=2, router=router, expert_hidden=32)
     train, test = previous_token_task(512, 8, 8, 0), previous_token_task(128, 8, 8, 1)
     before = evaluate(model, test)["accuracy"]
-    config = TrainConfig(steps=120, batch_size=32, lr=1e-2, warmup_steps=10, eval_every=1000, progress=False,
-                         precision="fp32")
-    Trainer(model, train, None, config).fit()
+    train_config = TrainConfig(steps=120, batch_size=32, lr=1e-2, warmup_steps=10, eval_every=1000, progress=False,
+                               precision="fp32")
+    Trainer(model, train, None, train_config).fit()
     after = evaluate(model, test)["accuracy"]
     assert before < 0.3 and after > 0.9, (before, after)

@@ -4,8 +4,9 @@ Causal softmax attention with an optional sliding window and a KV cache: the
 quality baseline every efficient unit is measured against (Vaswani et al.
 2017), with the sliding-window variant used by Samba, SambaY and Liger.
 
-State is a :class:`KVCache` (``cache.py``), updated in place: ``attention``
-returns the same object it was given, with the new keys and values appended.
+State is a :class:`KVCache` (``cache.py``), a value: ``attention`` returns a new
+cache with the new keys and values appended (amortised O(1) per token) and leaves
+the one it was given unchanged.
 
 Backends (``backend=``), one module each in this package:
 
@@ -47,8 +48,8 @@ def attention(
             bidirectional attention) allows neither ``window`` nor ``cache``.
         window: sliding window: query at position p sees keys in (p - window, p].
         scale: softmax scale; Dh ** -0.5 if None.
-        cache: a :class:`KVCache` of earlier tokens, updated in place; a new one
-            if None.
+        cache: a :class:`KVCache` of earlier tokens (not changed: a new cache is
+            returned), or None.
         backend: "auto"/"sdpa" (torch's fused attention) or "reference".
 
     Returns:
@@ -63,7 +64,7 @@ def attention(
     B, T, H, Dh = q.shape
     n_past = cache.length
     q_start = cache.offset
-    cache.append(k, v)
+    cache = cache.append(k, v)
     keys, values = cache.keys, cache.values
     group = H // k.shape[2]
     if group > 1:
@@ -84,8 +85,7 @@ def attention(
         o = attention_reference(q, keys, values, scale, mask, is_causal)
     else:
         o = attention_sdpa(q, keys, values, scale, mask, is_causal)
-    cache.trim_to_window()
-    return o, cache
+    return o, cache.trimmed()
 
 
 def attention_step(
