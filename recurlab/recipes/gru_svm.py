@@ -295,8 +295,8 @@ class GRUClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 3 or x.shape[-1] != self.gru.d_model:
             raise ValueError(f"x must be (B, F, {self.gru.d_model}) one-hot, got shape {tuple(x.shape)}")
-        _, h = self.gru(self.dropout(x))  # h: (B, H), the last hidden state
-        return h @ self.weight + self.bias
+        _, state = self.gru(self.dropout(x))
+        return state.h @ self.weight + self.bias  # h: (B, H), the last hidden state
 
 
 def svm_targets(y: torch.Tensor, n_classes: int) -> torch.Tensor:

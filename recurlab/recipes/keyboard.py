@@ -57,6 +57,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import layers
+from ..layers.states import HiddenState
 from .common import RecipeResult, ResultRow
 from .typos import corrupt_sentence, truncate_last_word
 
@@ -342,7 +343,7 @@ class TypoCorrector(nn.Module):
         h, _ = self.encoder(x)
         mask = torch.arange(s, device=chars.device)[None, :] < lengths[:, None]
         s0 = h[torch.arange(b, device=chars.device), lengths - 1]
-        return h, mask, s0
+        return h, mask, HiddenState(s0)
 
     def _add_position(self, x: torch.Tensor, start: int) -> torch.Tensor:
         """x (B, T, d) + P[start : start + T] (x unchanged without position embeddings)."""

@@ -261,7 +261,7 @@ class AttentionForecaster(nn.Module):
     def forward(self, x: torch.Tensor, marks: torch.Tensor) -> torch.Tensor:
         h = self.embed(torch.cat([x.unsqueeze(-1), marks], -1))
         for block in self.blocks:
-            h, _, _ = block(h)
+            h, _ = block(h)
         return self.head(self.norm(h[:, -1]))
 
 
