@@ -74,7 +74,9 @@ class CausalLM(nn.Module):
             got = f"{tuple(ids.shape)} {ids.dtype}" if isinstance(ids, torch.Tensor) else type(ids).__name__
             layout = "(B, T)" if rank == 2 else "(B,)"
             raise ValueError(f"input ids must be an int64 tensor of shape {layout}, got {got}")
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
+        # the range check reads values back to the host: eager only, so torch.compile traces no graph break
+        if ids.numel() and not torch.compiler.is_compiling() and (
+                int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
             raise ValueError(f"input ids must lie in [0, vocab_size={self.config.vocab_size}), "
                              f"got values in [{int(ids.min())}, {int(ids.max())}]")
         return self.embedding(ids)
