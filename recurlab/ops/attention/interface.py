@@ -54,6 +54,8 @@ def attention(
 
     Returns:
         o: (B, T, H, Dh) in the dtype of v, and the cache including these tokens.
+        Empty inputs (B, T, H or Dh = 0) run no backend: o is empty and the cache
+        passes through (T = 0) or records the tokens (B, H or Dh = 0).
     """
     _check_attention_args(q, k, v, causal, window, cache)
     name = resolve("attention", backend, q.device)
@@ -62,6 +64,9 @@ def attention(
     elif cache.window != window:
         raise ValueError(f"window must equal the cache's window ({cache.window}), got {window}")
     B, T, H, Dh = q.shape
+    if q.numel() == 0:  # B, T, H or Dh is 0: no backend runs
+        o = _checks.joined_to_inputs(v.new_zeros(B, T, H, Dh), q, k, v)
+        return o, cache if T == 0 else cache.append(k, v).trimmed()
     n_past = cache.length
     q_start = cache.offset
     cache = cache.append(k, v)
@@ -108,7 +113,7 @@ def _check_attention_args(q, k, v, causal, window, cache):
     if k.shape[:2] != q.shape[:2] or k.shape[3] != Dh:
         raise ValueError(f"k must have shape (B, T, H_kv, Dh) with (B, T) = ({B}, {T}) and Dh = {Dh} of q, got {_checks.fmt_shape(k.shape)}")
     _checks.check_shape("v", v, k.shape, "(B, T, H_kv, Dh) like k")
-    if H % k.shape[2] != 0:
+    if (H % k.shape[2] != 0) if k.shape[2] else H != 0:
         raise ValueError(f"k must have a number of heads H_kv dividing q's H = {H}, got H_kv = {k.shape[2]}")
     for name, x in (("k", k), ("v", v)):
         _checks.check_same_dtype(name, x, "q", q)
