@@ -42,7 +42,6 @@ DISABLE_ENV = "RECURLAB_DISABLE_CPU_KERNELS"
 
 _lock = threading.Lock()
 _state: dict = {"tried": False, "ok": False, "error": None}
-_fake_registered = False
 
 
 def _source_dir() -> Path:
@@ -142,37 +141,19 @@ def build(source_dir: Path | None = None, sources: tuple[str, ...] = SOURCES) ->
     return directory / f"{name}.so"
 
 
-def _build() -> None:
-    build()
-    _register_fake_kernels()
+def _constant_under_compile(fn):
+    """torch.compile calls ``fn`` once while tracing and keeps its result as a constant (the lock and
+    the build inside would otherwise break the graph)."""
+    mark = getattr(getattr(torch, "compiler", None), "assume_constant_result", None)
+    return mark(fn) if mark is not None else fn
 
 
-def _register_fake_kernels() -> None:
-    """Shape-only implementations so torch.compile can trace through the ops."""
-    register = getattr(torch.library, "register_fake", None)
-    global _fake_registered
-    if register is None or _fake_registered:
-        return
-    _fake_registered = True
-
-    def acc(t: torch.Tensor) -> torch.dtype:
-        return torch.float64 if t.dtype == torch.float64 else torch.float32
-
-    @register("recurlab::diag_scan_fwd")
-    def _(log_a, b, h0):
-        return torch.empty_like(log_a), log_a.new_empty((log_a.shape[0], log_a.shape[2]), dtype=acc(log_a))
-
-    @register("recurlab::diag_scan_bwd")
-    def _(grad_h, grad_last, log_a, h, h0):
-        return (
-            torch.empty_like(log_a),
-            torch.empty_like(log_a),
-            log_a.new_empty((log_a.shape[0], log_a.shape[2]), dtype=acc(log_a)),
-        )
-
-
+@_constant_under_compile
 def available() -> bool:
-    """True when the compiled CPU kernels are loaded (building them on first call)."""
+    """True when the compiled CPU kernels are loaded (building them on first call).
+
+    Under torch.compile it runs once at trace time and its answer is a constant of the graph.
+    """
     if _state["tried"]:
         return _state["ok"]
     with _lock:
@@ -182,7 +163,7 @@ def available() -> bool:
             _state["error"] = f"disabled by {DISABLE_ENV}"
         else:
             try:
-                _build()
+                build()
                 _state["ok"] = True
             except Exception as exc:  # any build or load failure means: fall back
                 _state["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}"
