@@ -164,17 +164,17 @@ def test_attention(causal, window):
                            f64(2, 9, 4, 8), f64(2, 9, 2, 8), f64(2, 9, 2, 8))
 
 
-@pytest.mark.parametrize("window", [None, 3])
-def test_attention_with_a_cache(window):
-    with torch.no_grad():
-        _, cache = ops.attention(f64(2, 5, 4, 8), f64(2, 5, 2, 8), f64(2, 5, 2, 8), window=window)
+@pytest.mark.parametrize(("window", "n_prefix"), [(None, 5), (3, 5), (4, 1)])
+def test_attention_with_a_cache(window, n_prefix):
+    with torch.no_grad():  # then 9 new tokens: with a window, more than 2 * window (the blocked path)
+        _, cache = ops.attention(f64(2, n_prefix, 4, 8), f64(2, n_prefix, 2, 8), f64(2, n_prefix, 2, 8), window=window)
 
     def fn(q, k, v):
         o, new = ops.attention(q, k, v, window=window, cache=cache)
         o_t, new = ops.attention_step(q[:, -1], k[:, -1], v[:, -1], new, window=window)
         return o, o_t, new.keys
 
-    compiled_matches_eager(fn, f64(2, 4, 4, 8), f64(2, 4, 2, 8), f64(2, 4, 2, 8))
+    compiled_matches_eager(fn, f64(2, 9, 4, 8), f64(2, 9, 2, 8), f64(2, 9, 2, 8))
 
 
 # --------------------------------------------------------------------------- the checks
