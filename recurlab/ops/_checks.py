@@ -59,6 +59,22 @@ def check_log_gate(name: str, log_gate: torch.Tensor) -> None:
         )
 
 
+def joined_to_inputs(out: torch.Tensor, *inputs) -> torch.Tensor:
+    """``out`` unchanged in value, but on the autograd graph of every input that requires grad.
+
+    The result of an op on empty inputs is built directly (empty tensors, or the state passed
+    through) instead of by the backend, so it would not depend on the inputs, and
+    ``out.sum().backward()`` would fail with "does not require grad". Adding an empty slice's sum
+    (exactly 0, never NaN whatever the input holds) joins each input with a zero gradient.
+    """
+    if not torch.is_grad_enabled():
+        return out
+    for x in inputs:
+        if isinstance(x, torch.Tensor) and x.requires_grad:
+            out = out + (x.narrow(0, 0, 0) if x.dim() else x[None][:0]).sum().to(out.dtype)
+    return out
+
+
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     """float64 stays float64; every other floating dtype accumulates in float32."""
     return torch.float64 if dtype == torch.float64 else torch.float32

@@ -4,11 +4,15 @@ The kernels (C++ files beside the Python backend that calls them, listed in
 ``SOURCES`` relative to ``recurlab/ops``: ``diag_scan/diag_scan.cpp``, wrapped by
 ``diag_scan/cpu.py``) are compiled with torch's C++ extension tools the first
 time a CPU op needs them and cached under torch's extension directory
-(``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``). The cache key
-covers the sources, the compiler flags, the torch version and this CPU's
-instruction-set flags, so a shared home directory across different machines
-never loads a kernel built for another CPU. ``recurlab info`` builds them ahead
-of time.
+(``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), in
+``recurlab/<extension_name()>``. The name is a hash of everything the binary
+depends on (:func:`build_key`: the sources' content, the compiler and its flags,
+torch, Python, this CPU's instruction-set flags) and of the folder the sources
+live in. Torch's build files record absolute source paths, so two checkouts or
+virtual environments sharing one build folder would recompile each other's
+kernel on every switch; with the folder in the key each install keeps its own
+build, and a shared home directory across machines never loads a kernel built for
+another CPU. ``recurlab info`` builds them ahead of time.
 
 When no C++ compiler is present, or the build fails, or the environment sets
 ``RECURLAB_DISABLE_CPU_KERNELS=1``, ``available()`` returns False after one
@@ -17,10 +21,14 @@ RuntimeWarning, and ops fall back to their ``chunk`` backend.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import os
 import platform
 import shutil
+import subprocess
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -34,7 +42,6 @@ DISABLE_ENV = "RECURLAB_DISABLE_CPU_KERNELS"
 
 _lock = threading.Lock()
 _state: dict = {"tried": False, "ok": False, "error": None}
-_fake_registered = False
 
 
 def _source_dir() -> Path:
@@ -52,62 +59,101 @@ def _cpu_flags() -> str:
     return platform.processor() or platform.machine()
 
 
-def extension_name() -> str:
-    """Name of the cached build: changes whenever sources, flags, torch or CPU change."""
-    digest = hashlib.sha256()
-    for name in SOURCES:
-        digest.update((_source_dir() / name).read_bytes())
-    for part in (*CFLAGS, *LDFLAGS, torch.__version__, _cpu_flags()):
-        digest.update(part.encode())
-    return "recurlab_cpu_" + digest.hexdigest()[:12]
+def build_key(source_dir: Path | None = None, sources: tuple[str, ...] = SOURCES) -> dict[str, str]:
+    """Everything the compiled binary depends on, and the folder its sources live in."""
+    source_dir = Path(source_dir or _source_dir()).resolve()
+    content = hashlib.sha256()
+    for name in sources:
+        content.update(name.encode() + b"\0" + (source_dir / name).read_bytes())
+    return {
+        "source_dir": str(source_dir),
+        "sources": content.hexdigest(),
+        "cflags": " ".join(CFLAGS),
+        "ldflags": " ".join(LDFLAGS),
+        "compiler": _compiler_identity(),
+        "torch": f"{torch.__version__} {getattr(torch.version, 'git_version', '')} "
+                 f"cxx11abi={getattr(torch._C, '_GLIBCXX_USE_CXX11_ABI', '?')}",
+        "python": f"{sys.version_info.major}.{sys.version_info.minor}{getattr(sys, 'abiflags', '')}",
+        "cpu": _cpu_flags(),
+    }
+
+
+def extension_name(source_dir: Path | None = None, sources: tuple[str, ...] = SOURCES) -> str:
+    """Name of the cached build: changes whenever :func:`build_key` does (sources, their folder,
+    compiler, flags, torch, Python, CPU)."""
+    key = json.dumps(build_key(source_dir, sources), sort_keys=True)
+    return "recurlab_cpu_" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def build_directory(source_dir: Path | None = None, sources: tuple[str, ...] = SOURCES) -> Path:
+    """Where the kernels of the sources in ``source_dir`` are built: one folder per
+    :func:`extension_name` under ``$TORCH_EXTENSIONS_DIR`` (or torch's default root)."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
+    return Path(root) / "recurlab" / extension_name(source_dir, sources)
 
 
 def _compiler() -> str | None:
     return shutil.which(os.environ.get("CXX", "c++"))
 
 
-def _build() -> None:
+@functools.lru_cache(maxsize=None)
+def _compiler_version(path: str) -> str:
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.strip().splitlines()[0] if out.strip() else "unknown"
+
+
+def _compiler_identity() -> str:
+    path = _compiler()
+    if path is None:
+        return "none"
+    real = os.path.realpath(path)
+    return f"{real} {_compiler_version(real)}"
+
+
+def build(source_dir: Path | None = None, sources: tuple[str, ...] = SOURCES) -> Path:
+    """Compile ``sources`` (relative to ``source_dir``, default recurlab/ops) into their own
+    build folder, or reuse it when nothing changed, and load the library; returns its path."""
     from torch.utils.cpp_extension import load
 
     if _compiler() is None:
         raise RuntimeError(f"no C++ compiler found (looked for {os.environ.get('CXX', 'c++')!r} on PATH)")
+    source_dir = Path(source_dir or _source_dir())
+    name = extension_name(source_dir, sources)
+    directory = build_directory(source_dir, sources)
+    directory.mkdir(parents=True, exist_ok=True)
     load(
-        name=extension_name(),
-        sources=[str(_source_dir() / name) for name in SOURCES],
+        name=name,
+        sources=[str(source_dir / s) for s in sources],
         extra_cflags=list(CFLAGS),
         extra_ldflags=list(LDFLAGS),
+        build_directory=str(directory),
         is_python_module=False,
         verbose=False,
     )
-    _register_fake_kernels()
+    key_file = directory / "build_key.json"  # what this build was made from, for whoever looks in the folder
+    if not key_file.exists():
+        key_file.write_text(json.dumps(build_key(source_dir, sources), indent=1, sort_keys=True) + "\n")
+    return directory / f"{name}.so"
 
 
-def _register_fake_kernels() -> None:
-    """Shape-only implementations so torch.compile can trace through the ops."""
-    register = getattr(torch.library, "register_fake", None)
-    global _fake_registered
-    if register is None or _fake_registered:
-        return
-    _fake_registered = True
-
-    def acc(t: torch.Tensor) -> torch.dtype:
-        return torch.float64 if t.dtype == torch.float64 else torch.float32
-
-    @register("recurlab::diag_scan_fwd")
-    def _(log_a, b, h0):
-        return torch.empty_like(log_a), log_a.new_empty((log_a.shape[0], log_a.shape[2]), dtype=acc(log_a))
-
-    @register("recurlab::diag_scan_bwd")
-    def _(grad_h, grad_last, log_a, h, h0):
-        return (
-            torch.empty_like(log_a),
-            torch.empty_like(log_a),
-            log_a.new_empty((log_a.shape[0], log_a.shape[2]), dtype=acc(log_a)),
-        )
+def _constant_under_compile(fn):
+    """torch.compile calls ``fn`` once while tracing and keeps its result as a constant (the lock and
+    the build inside would otherwise break the graph)."""
+    mark = getattr(getattr(torch, "compiler", None), "assume_constant_result", None)
+    return mark(fn) if mark is not None else fn
 
 
+@_constant_under_compile
 def available() -> bool:
-    """True when the compiled CPU kernels are loaded (building them on first call)."""
+    """True when the compiled CPU kernels are loaded (building them on first call).
+
+    Under torch.compile it runs once at trace time and its answer is a constant of the graph.
+    """
     if _state["tried"]:
         return _state["ok"]
     with _lock:
@@ -117,7 +163,7 @@ def available() -> bool:
             _state["error"] = f"disabled by {DISABLE_ENV}"
         else:
             try:
-                _build()
+                build()
                 _state["ok"] = True
             except Exception as exc:  # any build or load failure means: fall back
                 _state["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}"

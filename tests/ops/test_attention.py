@@ -181,3 +181,65 @@ def test_sdpa_gradients_match_reference_in_float32():
         grads[backend] = [o] + [x.grad for x in xs]
     for g, e in zip(grads["sdpa"], grads["reference"]):
         assert_rel_close(g, e, 1e-5, "sdpa vs reference")
+
+
+# --------------------------------------------------------------------------- sliding windows in blocks
+
+
+def prefix_cache(kind, window, P, B=2, H_kv=2, Dh=8, dtype=torch.float64):
+    """P earlier tokens as a cache: the trimmed cache attention returns, or ("long") every key kept."""
+    _, kp, vp = qkv(B, P, H_kv, H_kv, Dh, dtype)
+    if kind == "long":
+        cache = KVCache(window).append(kp, vp)
+    else:
+        with torch.no_grad():
+            _, cache = attention(torch.randn(B, P, H_kv, Dh, dtype=dtype), kp, vp, window=window, backend="reference")
+    return cache, kp, vp
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 5, 40])
+@pytest.mark.parametrize("T", [7, 20, 23])
+@pytest.mark.parametrize("H_kv", [4, 1])
+@pytest.mark.parametrize("past", [None, "trimmed", "long"])
+def test_sliding_window_in_blocks_matches_reference(window, T, H_kv, past):
+    """Every window (1, 2, larger than T), T not a multiple of it, grouped-query heads, with earlier
+    tokens in the cache (n_past = 0, < window - 1, = window - 1, and a cache holding more)."""
+    P = {None: 0, "trimmed": 3 + window, "long": 2 + 3 * window}[past]
+    q, k, v = qkv(2, T, 4, H_kv)
+    cache, kp, vp = prefix_cache(past, window, P, H_kv=H_kv) if past else (None, k[:, :0], v[:, :0])
+    expected = naive(torch.cat([torch.zeros(2, P, 4, 8, dtype=q.dtype), q], 1), torch.cat([kp, k], 1),
+                     torch.cat([vp, v], 1), window)[:, P:]
+    o_ref, c_ref = attention(q, k, v, window=window, cache=cache, backend="reference")
+    o, c = attention(q, k, v, window=window, cache=cache, backend="sdpa")
+    torch.testing.assert_close(o_ref, expected)
+    torch.testing.assert_close(o, o_ref)
+    torch.testing.assert_close(c.keys, c_ref.keys)
+    assert c.offset == c_ref.offset == (cache.offset if cache else 0) + T
+    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
+        cast = cache.map_tensors(lambda t: t.to(dtype)) if cache else None
+        o_low, _ = attention(q.to(dtype), k.to(dtype), v.to(dtype), window=window, cache=cast, backend="sdpa")
+        ref_low, _ = attention(q.to(dtype), k.to(dtype), v.to(dtype), window=window, cache=cast, backend="reference")
+        assert o_low.dtype == dtype
+        assert_rel_close(o_low, ref_low, tol, f"{dtype}")
+
+
+@pytest.mark.parametrize("past", [None, "trimmed"])
+def test_sliding_window_in_blocks_gradcheck(past):
+    cache = prefix_cache(past, 2, 3, B=1, H_kv=1, Dh=3)[0] if past else None
+    q, k, v = [x.requires_grad_(True) for x in qkv(1, 7, 2, 1, 3)]  # T = 7 > 2 * window: blocks
+    assert torch.autograd.gradcheck(lambda *a: attention(*a, window=2, cache=cache, backend="sdpa")[0], (q, k, v))
+
+
+@pytest.mark.parametrize("past", [None, "trimmed"])
+def test_sliding_window_prefill_memory_is_linear(past):
+    """A long prompt (after earlier tokens or not) costs O(T * window) memory: quadrupling T may at
+    most quadruple the peak (a T x T mask made it 16x: 3 GB at T = 32768)."""
+    from recurlab.bench.memory import forward_peak_bytes
+
+    window, peaks = 64, []
+    for T in (1024, 4096):
+        q, k, v = qkv(1, T, 1, 1, 16, dtype=torch.float32)
+        cache = prefix_cache(past, window, 100, B=1, H_kv=1, Dh=16, dtype=torch.float32)[0] if past else None
+        with torch.no_grad():
+            peaks.append(forward_peak_bytes(lambda: attention(q, k, v, window=window, cache=cache)))
+    assert peaks[1] / peaks[0] < 6, peaks

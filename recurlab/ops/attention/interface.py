@@ -12,7 +12,8 @@ Backends (``backend=``), one module each in this package:
 
 - ``reference`` (``reference.py``): the softmax spelled out; the ground truth of the tests.
 - ``sdpa`` (``sdpa.py``): torch's fused ``scaled_dot_product_attention``; a
-  sliding window over a long prompt runs in blocks of ``window`` queries.
+  sliding window over more than ``2 * window`` tokens runs in blocks of ``window``
+  queries, with or without a cache, in O(T * window) time and memory (no T x T mask).
 - ``auto``: ``sdpa``.
 """
 
@@ -54,6 +55,8 @@ def attention(
 
     Returns:
         o: (B, T, H, Dh) in the dtype of v, and the cache including these tokens.
+        Empty inputs (B, T, H or Dh = 0) run no backend: o is empty and the cache
+        passes through (T = 0) or records the tokens (B, H or Dh = 0).
     """
     _check_attention_args(q, k, v, causal, window, cache)
     name = resolve("attention", backend, q.device)
@@ -62,30 +65,37 @@ def attention(
     elif cache.window != window:
         raise ValueError(f"window must equal the cache's window ({cache.window}), got {window}")
     B, T, H, Dh = q.shape
+    if q.numel() == 0:  # B, T, H or Dh is 0: no backend runs
+        o = _checks.joined_to_inputs(v.new_zeros(B, T, H, Dh), q, k, v)
+        return o, cache if T == 0 else cache.append(k, v).trimmed()
     n_past = cache.length
-    q_start = cache.offset
     cache = cache.append(k, v)
     keys, values = cache.keys, cache.values
+    if window is not None and n_past > window - 1:  # keys no query can see (a cache grown by hand)
+        keys, values = keys[:, n_past - (window - 1) :], values[:, n_past - (window - 1) :]
+        n_past = window - 1
     group = H // k.shape[2]
     if group > 1:
         keys = keys.repeat_interleave(group, dim=2)
         values = values.repeat_interleave(group, dim=2)
     scale = Dh**-0.5 if scale is None else float(scale)
-    mask = None
-    if causal and (window is not None or n_past > 0):
-        q_pos = q_start + torch.arange(T, device=q.device)
-        k_pos = q_start - n_past + torch.arange(keys.shape[1], device=q.device)
-        mask = k_pos.view(1, -1) <= q_pos.view(-1, 1)
-        if window is not None:
-            mask = mask & (k_pos.view(1, -1) > q_pos.view(-1, 1) - window)
-    is_causal = causal and mask is None and T > 1
-    if name == "sdpa" and window is not None and n_past == 0 and T > 2 * window:
-        o = sliding_window_sdpa(q, keys, values, window, scale)
-    elif name == "reference":
-        o = attention_reference(q, keys, values, scale, mask, is_causal)
-    else:
-        o = attention_sdpa(q, keys, values, scale, mask, is_causal)
+    if name == "sdpa" and window is not None and T > 2 * window:  # O(T * window) time and memory
+        o = sliding_window_sdpa(q, keys, values, window, scale, n_past)
+    else:  # a dense (T, n_past + T) mask: T <= 2 * window with a window (so O(T * window)), or none
+        mask = _causal_mask(T, n_past, window, q.device) if causal and (window is not None or n_past > 0) else None
+        is_causal = causal and mask is None and T > 1
+        backend_fn = attention_reference if name == "reference" else attention_sdpa
+        o = backend_fn(q, keys, values, scale, mask, is_causal)
     return o, cache.trimmed()
+
+
+def _causal_mask(T: int, n_past: int, window: int | None, device) -> torch.Tensor:
+    """(T, n_past + T) bool, True where query i (the key n_past + i) may see key j: j <= n_past + i,
+    and j > n_past + i - window with a window."""
+    q_pos = n_past + torch.arange(T, device=device).view(-1, 1)
+    k_pos = torch.arange(n_past + T, device=device).view(1, -1)
+    mask = k_pos <= q_pos
+    return mask if window is None else mask & (k_pos > q_pos - window)
 
 
 def attention_step(
@@ -108,7 +118,7 @@ def _check_attention_args(q, k, v, causal, window, cache):
     if k.shape[:2] != q.shape[:2] or k.shape[3] != Dh:
         raise ValueError(f"k must have shape (B, T, H_kv, Dh) with (B, T) = ({B}, {T}) and Dh = {Dh} of q, got {_checks.fmt_shape(k.shape)}")
     _checks.check_shape("v", v, k.shape, "(B, T, H_kv, Dh) like k")
-    if H % k.shape[2] != 0:
+    if (H % k.shape[2] != 0) if k.shape[2] else H != 0:
         raise ValueError(f"k must have a number of heads H_kv dividing q's H = {H}, got H_kv = {k.shape[2]}")
     for name, x in (("k", k), ("v", v)):
         _checks.check_same_dtype(name, x, "q", q)

@@ -52,12 +52,15 @@ def causal_conv1d(
     Returns:
         y: (B, T, D) in the dtype of x, and the new state (B, W-1, D): the last
         W-1 inputs seen, to pass to the next call or to :func:`causal_conv1d_step`.
+        Empty x (B, T or D = 0) runs no backend: y is empty and the state passes through.
     """
     _check_conv_args(x, weight, bias, state, "(D, W)", time_axis=True)
     _check_activation(activation)
     name = resolve("causal_conv1d", backend, x.device)
     W = weight.shape[1]
     full = _prepend_history(x, state, W - 1)  # (B, W-1+T, D)
+    if x.numel() == 0:  # B, T or D is 0: no backend runs; the last W-1 inputs pass through
+        return _checks.joined_to_inputs(x.new_empty(x.shape), x, weight, bias, state), full[:, x.shape[1] :]
     if name == "reference":
         y = causal_conv1d_reference(full, weight)
     else:
@@ -105,11 +108,14 @@ def long_conv(
 
     Returns:
         y: (B, T, D) in the dtype of x, and the new state (B, L-1, D).
+        Empty x (B, T or D = 0) runs no backend: y is empty and the state passes through.
     """
     _check_conv_args(x, kernel, skip, state, "(D, L)", time_axis=True, bias_name="skip", weight_name="kernel")
     name = resolve("long_conv", backend, x.device)
     L = kernel.shape[1]
     full = _prepend_history(x, state, L - 1)  # (B, L-1+T, D)
+    if x.numel() == 0:  # B, T or D is 0: no backend runs (an empty FFT fails); the last L-1 inputs pass through
+        return _checks.joined_to_inputs(x.new_empty(x.shape), x, kernel, skip, state), full[:, x.shape[1] :]
     if name == "reference":
         y = long_conv_reference(full, kernel)
     else:

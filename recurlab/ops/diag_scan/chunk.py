@@ -82,12 +82,18 @@ def _reverse_scan_gradients(forward, log_a, h, h0, grad_h, grad_last):
 
 
 class _ChunkScan(torch.autograd.Function):
+    """Forward by the parallel scan, backward by the same scan on reversed time. Written with a
+    separate ``setup_context`` so that ``torch.func`` transforms (and torch.compile) accept it."""
+
     @staticmethod
-    def forward(ctx, log_a, b, h0):
-        h, h_last = _chunk_scan_forward(log_a, b, h0)
-        ctx.save_for_backward(log_a, h, h0)
+    def forward(log_a, b, h0):
+        return _chunk_scan_forward(log_a, b, h0)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        log_a, _, h0 = inputs
+        ctx.save_for_backward(log_a, output[0], h0)
         ctx.set_materialize_grads(False)
-        return h, h_last
 
     @staticmethod
     def backward(ctx, grad_h, grad_last):

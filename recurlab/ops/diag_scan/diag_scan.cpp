@@ -8,7 +8,9 @@
 // vectorises, and (batch, channel block) pairs are spread over threads.
 // Accumulation is float32 for float32/float16/bfloat16 inputs and float64 for
 // float64 inputs. The gate check (finite and <= 0) is fused into the forward
-// walk so that validating the input costs no extra pass over memory.
+// walk so that validating the input costs no extra pass over memory. Empty
+// inputs (B, T or D = 0) are valid: the state passes through, nothing divides
+// by a zero size.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -64,10 +66,11 @@ struct AccType<double> { using type = double; };
 constexpr int64_t kMaxBlock = 256;  // channels per task
 
 // Channels per task: whole rows when there is enough batch parallelism,
-// otherwise split rows so every thread has several tasks.
+// otherwise split rows so every thread has several tasks. At least 1, so that
+// callers may divide by it even when D = 0.
 int64_t channel_block(int64_t B, int64_t D) {
   const int64_t threads = at::get_num_threads();
-  int64_t block = std::min<int64_t>(D, kMaxBlock);
+  int64_t block = std::max<int64_t>(1, std::min<int64_t>(D, kMaxBlock));
   while (block > 16 && B * ((D + block - 1) / block) < 4 * threads) {
     block /= 2;
   }
@@ -195,7 +198,12 @@ std::tuple<at::Tensor, at::Tensor> diag_scan_fwd(const at::Tensor& log_a_in,
   if (h0_in.has_value() && h0_in->defined()) {
     h0 = h0_in->to(acc).contiguous();
   }
+  TORCH_CHECK_VALUE(!h0.defined() || (h0.dim() == 2 && h0.size(0) == B && h0.size(1) == D),
+                    "diag_scan_fwd: h0 must be (B, D)");
   auto h = at::empty_like(log_a);
+  if (B == 0 || T == 0 || D == 0) {  // nothing to scan: the state passes through (a copy, never an alias)
+    return {h, h0.defined() ? h0.clone() : at::zeros({B, D}, log_a.options().dtype(acc))};
+  }
   auto h_last = at::empty({B, D}, log_a.options().dtype(acc));
   bool ok = true;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, log_a.scalar_type(), "diag_scan_fwd", [&] {
@@ -215,10 +223,17 @@ std::tuple<at::Tensor, at::Tensor> diag_scan_fwd(const at::Tensor& log_a_in,
 std::tuple<at::Tensor, at::Tensor, at::Tensor> diag_scan_bwd(
     const std::optional<at::Tensor>& grad_h_in, const std::optional<at::Tensor>& grad_last_in,
     const at::Tensor& log_a_in, const at::Tensor& h_in, const std::optional<at::Tensor>& h0_in) {
+  TORCH_CHECK_VALUE(log_a_in.dim() == 3 && h_in.sizes() == log_a_in.sizes(),
+                    "diag_scan_bwd: log_a and h must both be (B, T, D)");
   const auto log_a = log_a_in.contiguous();
   const auto h = h_in.contiguous();
   const int64_t B = log_a.size(0), T = log_a.size(1), D = log_a.size(2);
   const auto acc = acc_dtype(log_a.scalar_type());
+  if (B == 0 || T == 0 || D == 0) {  // nothing was scanned: h_last was h0, so dL/dh0 = dL/dh_last
+    const bool has_last = grad_last_in.has_value() && grad_last_in->defined();
+    return {at::zeros_like(log_a), at::zeros_like(log_a),
+            has_last ? grad_last_in->to(acc).clone() : at::zeros({B, D}, log_a.options().dtype(acc))};
+  }
   at::Tensor grad_h, grad_last, h0;
   // An absent grad_h (only h_last was used) is rare enough to pay for zeros.
   grad_h = (grad_h_in.has_value() && grad_h_in->defined())

@@ -49,6 +49,9 @@ def diag_scan(
         h: every state, shape and dtype of ``b``.
         h_last: the final state (B, D) or (B, H, K) in float32 (float64 for
             float64 inputs); pass it as ``h0`` to continue the sequence.
+
+    Empty inputs (B, T or D = 0) give an empty ``h`` and pass the state through
+    (``h0``, or zeros when None) without running a backend.
     """
     _checks.check_tensor("log_a", log_a, ranks=(3, 4), layout="(B, T, D) or (B, T, H, K)")
     _checks.check_tensor("b", b, ranks=(3, 4), layout="(B, T, D) or (B, T, H, K)")
@@ -64,9 +67,9 @@ def diag_scan(
     name = resolve("diag_scan", backend, log_a.device)
     acc = _checks.accumulation_dtype(b.dtype)
     B, T = log_a.shape[:2]
-    if T == 0:
+    if log_a.numel() == 0:  # B, T or D is 0: no backend runs; the state passes through
         h_last = h0.to(acc) if h0 is not None else log_a.new_zeros(state_shape, dtype=acc)
-        return b.new_empty(b.shape), h_last
+        return tuple(_checks.joined_to_inputs(out, log_a, b, h0) for out in (b.new_empty(b.shape), h_last))
     if name != "cpu":  # the cpu kernel checks the gates inside its single pass
         _checks.check_log_gate("log_a", log_a)
 

@@ -33,10 +33,13 @@ float64 for float64 inputs).
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from .. import _checks
 from ..diag_scan import diag_scan
 
 CHUNK_SIZE = 64
@@ -49,20 +52,39 @@ DIRECT_MAX_DECAY = 20.0
 
 def gla_chunk(q, k, v, log_alpha, scale, state):
     """The chunkwise form: q, k (B, T, H, K), v (B, T, H, V), log_alpha (B, T, H, K or 1),
-    state (B, H, K, V) or None, all in one accumulation dtype -> o (B, T, H, V), S_last (B, H, K, V)."""
-    B, T, H, K = q.shape
-    V = v.shape[-1]
+    state (B, H, K, V) or None, all in one accumulation dtype -> o (B, T, H, V), S_last (B, H, K, V).
+
+    Under torch.compile it is one opaque custom op, ``torch.ops.recurlab.gla_chunk``: the chunk
+    length and form are chosen from the gate values, which a graph cannot branch on.
+    """
+    if _checks._is_compiling():
+        return _gla_chunk_op(q, k, v, log_alpha, state, float(scale))
+    return _gla_chunk_eager(q, k, v, log_alpha, scale, state)
+
+
+def _gla_chunk_eager(q, k, v, log_alpha, scale, state, *, checkpoint_scores: bool = True,
+                     scan_backend: str = "auto"):
+    T = q.shape[1]
     C, direct = _choose_chunk(log_alpha)
-    pad = (-T) % C
-    # (B, H, N, C, *) layout for matmuls; padded steps have q = k = v = 0 and alpha = 1
-    q, k, v, log_alpha = (F.pad(x.transpose(1, 2), (0, 0, 0, pad)) for x in (q, k, v, log_alpha))
-    N = (T + pad) // C
-    q, k, v, log_alpha = (x.reshape(B, H, N, C, x.shape[-1]) for x in (q, k, v, log_alpha))
+    q, k, v, log_alpha = (_to_chunks(x, C) for x in (q, k, v, log_alpha))
     if direct:
         o, S_last = _DirectChunkGLA.apply(q, k, v, log_alpha, state, scale)
     else:
-        o, S_last = _strong_decay_chunk_gla(q, k, v, log_alpha, state, scale)
-    return o.reshape(B, H, N * C, V)[:, :, :T].transpose(1, 2), S_last
+        o, S_last = _strong_decay_chunk_gla(q, k, v, log_alpha, state, scale, checkpoint_scores, scan_backend)
+    return _from_chunks(o, T), S_last
+
+
+def _to_chunks(x: torch.Tensor, C: int) -> torch.Tensor:
+    """(B, T, H, D) -> (B, H, N, C, D), the layout for matmuls; padded steps are 0 (q = k = v = 0, alpha = 1)."""
+    B, T, H, D = x.shape
+    pad = (-T) % C
+    return F.pad(x.transpose(1, 2), (0, 0, 0, pad)).reshape(B, H, (T + pad) // C, C, D)
+
+
+def _from_chunks(y: torch.Tensor, T: int) -> torch.Tensor:
+    """(B, H, N, C, D) -> (B, T, H, D), the padding dropped."""
+    B, H, N, C, D = y.shape
+    return y.reshape(B, H, N * C, D)[:, :, :T].transpose(1, 2)
 
 
 def _choose_chunk(log_alpha: torch.Tensor) -> tuple[int, bool]:
@@ -105,68 +127,84 @@ class _DirectChunkGLA(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, log_alpha, state, scale):
-        B, H, N, C, K = q.shape
-        V = v.shape[-1]
-        lower = _triangle(C, q, lower=True)
-        G = lower @ log_alpha  # (B, H, N, C, K or 1)
-        E = torch.exp(G)
-        decay_end = E[:, :, :, -1]  # (B, H, N, K or 1) = exp(G_end)
-        Q = q * (scale * E)
-        K_in = k / E
-        K_end = K_in * decay_end.unsqueeze(3)
-        U = K_end.transpose(-1, -2) @ v  # (B, H, N, K, V)
-        S_in = q.new_empty(B, H, N, K, V)
-        S = state if state is not None else q.new_zeros(B, H, K, V)
-        for j in range(N):  # N = T / C sequential steps on (B, H, K, V) states
-            S_in[:, :, j] = S
-            S = torch.addcmul(U[:, :, j], decay_end[:, :, j].unsqueeze(-1), S)
-        A = (Q @ K_in.transpose(-1, -2)).tril_()
-        o = torch.baddbmm((Q @ S_in).flatten(0, 2), A.flatten(0, 2), v.flatten(0, 2)).view(B, H, N, C, V)
-        ctx.save_for_backward(v, E, decay_end, Q, K_in, S_in, A)
-        ctx.scale, ctx.has_state, ctx.lower = scale, state is not None, lower
+        o, S, saved = _direct_forward(q, k, v, log_alpha, state, scale)
+        ctx.save_for_backward(*saved)
+        ctx.scale, ctx.has_state = scale, state is not None
         ctx.set_materialize_grads(False)
         return o, S
 
     @staticmethod
     def backward(ctx, d_o, d_S_last):
-        v, E, decay_end, Q, K_in, S_in, A = ctx.saved_tensors
-        B, H, N, C, K = Q.shape
-        V = v.shape[-1]
-        if d_o is None:
-            d_o = torch.zeros_like(Q[..., :1]).expand(B, H, N, C, V)
-        flat = lambda x: x.flatten(0, 2)  # noqa: E731
-        dA = (d_o @ v.transpose(-1, -2)).tril_()
-        dv = A.transpose(-1, -2) @ d_o
-        dQ = torch.baddbmm(flat(d_o @ S_in.transpose(-1, -2)), flat(dA), flat(K_in)).view_as(Q)
-        dK_in = dA.transpose(-1, -2) @ Q
-        dS_in = Q.transpose(-1, -2) @ d_o  # (B, H, N, K, V)
-        # state passing in reverse: S_out_j = exp(G_end_j) * S_in_j + U_j
-        dU = torch.empty_like(S_in)
-        d_decay_end = torch.empty(B, H, N, K, dtype=Q.dtype, device=Q.device)
-        dS = d_S_last if d_S_last is not None else Q.new_zeros(B, H, K, V)
-        for j in reversed(range(N)):
-            dU[:, :, j] = dS
-            d_decay_end[:, :, j] = (dS * S_in[:, :, j]).sum(-1)
-            dS = torch.addcmul(dS_in[:, :, j], decay_end[:, :, j].unsqueeze(-1), dS)
-        K_end = K_in * decay_end.unsqueeze(3)
-        dK_end = v @ dU.transpose(-1, -2)  # (B, H, N, C, K)
-        dv = torch.baddbmm(flat(dv), flat(K_end), flat(dU)).view_as(v)
-        dK_in = torch.addcmul(dK_in, dK_end, decay_end.unsqueeze(3))
-        d_decay_end = d_decay_end + (dK_end * K_in).sum(3)
-        dq = dQ * (ctx.scale * E)
-        dk = dK_in / E
-        dG = dQ * Q - dK_in * K_in  # dL/dE * E
-        if E.shape[-1] == 1:  # head-wise decay broadcast over K
-            dG = dG.sum(-1, keepdim=True)
-            d_decay_end = d_decay_end.sum(-1, keepdim=True)
-        dG[:, :, :, -1] += d_decay_end * decay_end
-        d_log_alpha = ctx.lower.transpose(0, 1) @ dG
-        return dq, dk, dv, d_log_alpha, (dS if ctx.has_state else None), None
+        grads = _direct_backward(ctx.saved_tensors, ctx.scale, d_o, d_S_last)
+        return (*grads[:4], grads[4] if ctx.has_state else None, None)
 
 
-def _strong_decay_chunk_gla(q, k, v, log_alpha, state, scale):
+def _direct_forward(q, k, v, log_alpha, state, scale):
+    """The direct form's forward (see :class:`_DirectChunkGLA`) -> o, S_last and the tensors its
+    backward needs."""
+    B, H, N, C, K = q.shape
+    V = v.shape[-1]
+    lower = _triangle(C, q, lower=True)
+    G = lower @ log_alpha  # (B, H, N, C, K or 1)
+    E = torch.exp(G)
+    decay_end = E[:, :, :, -1]  # (B, H, N, K or 1) = exp(G_end)
+    Q = q * (scale * E)
+    K_in = k / E
+    K_end = K_in * decay_end.unsqueeze(3)
+    U = K_end.transpose(-1, -2) @ v  # (B, H, N, K, V)
+    S_in = q.new_empty(B, H, N, K, V)
+    S = state if state is not None else q.new_zeros(B, H, K, V)
+    for j in range(N):  # N = T / C sequential steps on (B, H, K, V) states
+        S_in[:, :, j] = S
+        S = torch.addcmul(U[:, :, j], decay_end[:, :, j].unsqueeze(-1), S)
+    A = (Q @ K_in.transpose(-1, -2)).tril_()
+    o = torch.baddbmm((Q @ S_in).flatten(0, 2), A.flatten(0, 2), v.flatten(0, 2)).view(B, H, N, C, V)
+    return o, S, (v, E, decay_end, Q, K_in, S_in, A)
+
+
+def _direct_backward(saved, scale, d_o, d_S_last):
+    """The direct form's written-out backward -> dq, dk, dv, d_log_alpha, d_state (all in chunk layout)."""
+    v, E, decay_end, Q, K_in, S_in, A = saved
+    B, H, N, C, K = Q.shape
+    V = v.shape[-1]
+    if d_o is None:
+        d_o = torch.zeros_like(Q[..., :1]).expand(B, H, N, C, V)
+    flat = lambda x: x.flatten(0, 2)  # noqa: E731
+    dA = (d_o @ v.transpose(-1, -2)).tril_()
+    dv = A.transpose(-1, -2) @ d_o
+    dQ = torch.baddbmm(flat(d_o @ S_in.transpose(-1, -2)), flat(dA), flat(K_in)).view_as(Q)
+    dK_in = dA.transpose(-1, -2) @ Q
+    dS_in = Q.transpose(-1, -2) @ d_o  # (B, H, N, K, V)
+    # state passing in reverse: S_out_j = exp(G_end_j) * S_in_j + U_j
+    dU = torch.empty_like(S_in)
+    d_decay_end = torch.empty(B, H, N, K, dtype=Q.dtype, device=Q.device)
+    dS = d_S_last if d_S_last is not None else Q.new_zeros(B, H, K, V)
+    for j in reversed(range(N)):
+        dU[:, :, j] = dS
+        d_decay_end[:, :, j] = (dS * S_in[:, :, j]).sum(-1)
+        dS = torch.addcmul(dS_in[:, :, j], decay_end[:, :, j].unsqueeze(-1), dS)
+    K_end = K_in * decay_end.unsqueeze(3)
+    dK_end = v @ dU.transpose(-1, -2)  # (B, H, N, C, K)
+    dv = torch.baddbmm(flat(dv), flat(K_end), flat(dU)).view_as(v)
+    dK_in = torch.addcmul(dK_in, dK_end, decay_end.unsqueeze(3))
+    d_decay_end = d_decay_end + (dK_end * K_in).sum(3)
+    dq = dQ * (scale * E)
+    dk = dK_in / E
+    dG = dQ * Q - dK_in * K_in  # dL/dE * E
+    if E.shape[-1] == 1:  # head-wise decay broadcast over K
+        dG = dG.sum(-1, keepdim=True)
+        d_decay_end = d_decay_end.sum(-1, keepdim=True)
+    dG[:, :, :, -1] += d_decay_end * decay_end
+    d_log_alpha = _triangle(C, Q, lower=True).transpose(0, 1) @ dG
+    return dq, dk, dv, d_log_alpha, dS
+
+
+def _strong_decay_chunk_gla(q, k, v, log_alpha, state, scale, checkpoint_scores: bool = True,
+                            scan_backend: str = "auto"):
     """Chunkwise GLA for any decay, by autograd: exact intra-chunk decay factors
-    (head-wise) or secondary chunking (key-wise); inputs in (B, H, N, C, *) layout."""
+    (head-wise) or secondary chunking (key-wise); inputs in (B, H, N, C, *) layout.
+    ``scan_backend`` runs the scan over chunks ("chunk" under torch.func, which the compiled
+    kernel's custom op does not support)."""
     B, H, N, C, K = q.shape
     V = v.shape[-1]
     G = _triangle(C, q, lower=True) @ log_alpha  # (B, H, N, C, K or 1): log decay from chunk start to t
@@ -179,6 +217,7 @@ def _strong_decay_chunk_gla(q, k, v, log_alpha, state, scale):
         chunk_decay.permute(0, 2, 1, 3, 4).reshape(B, N, H * K, V),
         U.permute(0, 2, 1, 3, 4).reshape(B, N, H * K, V),
         None if state is None else state.reshape(B, H * K, V),
+        backend=scan_backend,
     )
     states = states.reshape(B, N, H, K, V).permute(0, 2, 1, 3, 4)
     first = state.unsqueeze(2) if state is not None else states.new_zeros(B, H, 1, K, V)
@@ -186,7 +225,7 @@ def _strong_decay_chunk_gla(q, k, v, log_alpha, state, scale):
     o = (q * torch.exp(G)) @ S_in
     if log_alpha.shape[-1] == 1:  # head-wise decay: the exact C x C decay matrix is cheap
         A = (q @ k.transpose(-1, -2)) * torch.exp(_pairwise_log_decay(log_alpha).squeeze(-1))
-    elif torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, log_alpha)):
+    elif checkpoint_scores and torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, log_alpha)):
         A = checkpoint(_secondary_chunk_scores, q, k, log_alpha, use_reentrant=False)
     else:
         A = _secondary_chunk_scores(q, k, log_alpha)
@@ -263,3 +302,72 @@ def _secondary_chunk_scores(q, k, log_alpha):
     on_diagonal = torch.eye(n, dtype=A.dtype, device=A.device).view(n, 1, n, 1)
     A = A.reshape(*lead, n, c, n, c) + diag.unsqueeze(-2) * on_diagonal
     return A.reshape(*lead, C, C)
+
+
+# --------------------------------------------------------------------------- torch.compile
+
+
+@torch.library.custom_op("recurlab::gla_chunk", mutates_args=())
+def _gla_chunk_op(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_alpha: torch.Tensor, state: Optional[torch.Tensor],
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`gla_chunk` as one node of a compiled graph (the eager code runs inside)."""
+    o, S_last = _gla_chunk_eager(q, k, v, log_alpha, scale, state, checkpoint_scores=False)
+    return o.contiguous(), S_last.contiguous()
+
+
+@_gla_chunk_op.register_fake
+def _(q, k, v, log_alpha, state, scale):
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    return q.new_empty(B, T, H, V), q.new_empty(B, H, K, V)
+
+
+@torch.library.custom_op("recurlab::gla_chunk_backward", mutates_args=())
+def _gla_chunk_backward_op(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_alpha: torch.Tensor, state: Optional[torch.Tensor],
+    scale: float, d_o: torch.Tensor, d_S: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of :func:`gla_chunk` (dq, dk, dv, d_log_alpha, d_state; d_state is empty without a
+    state), recomputing the forward: the direct form by its written-out backward, secondary
+    chunking by ``torch.func.vjp`` (autograd proper does not record inside a custom op; its scan
+    over chunks takes the ``chunk`` backend there, as custom ops do not support torch.func)."""
+    T = q.shape[1]
+    C, direct = _choose_chunk(log_alpha)
+    if direct:
+        _, _, saved = _direct_forward(*(_to_chunks(x, C) for x in (q, k, v, log_alpha)), state, scale)
+        *grads, d_state = _direct_backward(saved, scale, _to_chunks(d_o, C), d_S)
+        grads = [_from_chunks(g, T) for g in grads]
+    else:
+        primals = (q, k, v, log_alpha) if state is None else (q, k, v, log_alpha, state)
+
+        def forward(*xs):
+            return _gla_chunk_eager(*xs[:4], scale, xs[4] if len(xs) > 4 else None, checkpoint_scores=False,
+                                    scan_backend="chunk")
+
+        _, vjp = torch.func.vjp(forward, *primals)
+        *grads, d_state = (*vjp((d_o, d_S)), None) if state is None else vjp((d_o, d_S))
+    d_state = q.new_zeros(0) if state is None else d_state
+    return tuple(g.contiguous() for g in (*grads, d_state))
+
+
+@_gla_chunk_backward_op.register_fake
+def _(q, k, v, log_alpha, state, scale, d_o, d_S):
+    d_state = q.new_empty(0) if state is None else state.new_empty(state.shape)
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape), log_alpha.new_empty(log_alpha.shape), d_state
+
+
+def _gla_setup_context(ctx, inputs, output):
+    q, k, v, log_alpha, state, scale = inputs
+    ctx.save_for_backward(q, k, v, log_alpha, state)
+    ctx.scale = scale
+
+
+def _gla_backward(ctx, d_o, d_S):
+    q, k, v, log_alpha, state = ctx.saved_tensors
+    dq, dk, dv, d_log_alpha, d_state = _gla_chunk_backward_op(q, k, v, log_alpha, state, ctx.scale, d_o, d_S)
+    return dq, dk, dv, d_log_alpha, (d_state if state is not None else None), None
+
+
+_gla_chunk_op.register_autograd(_gla_backward, setup_context=_gla_setup_context)

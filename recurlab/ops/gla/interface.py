@@ -53,14 +53,20 @@ def gla(
     Returns:
         o: (B, T, H, V) in the dtype of v.
         S_last: (B, H, K, V) float32 (float64 for float64 inputs), or None.
+
+    Empty inputs (B, T, H, K or V = 0) run no backend: the state passes through
+    (``initial_state``, or zeros) and o is empty (zeros when only K = 0).
     """
     B, T, H, K, V = _check_inputs(q, k, v, log_alpha, initial_state, time_axis=True)
     name = resolve("gla", backend, q.device)
-    scale = K**-0.5 if scale is None else float(scale)
     acc = _checks.accumulation_dtype(v.dtype)
-    if T == 0:
+    if 0 in (B, T, H, K, V):  # no backend runs; the state passes through
+        # o_t = S_t^T q_t is a sum over K terms: zeros when K = 0, empty otherwise
+        o = v.new_zeros(B, T, H, V)
         state = initial_state.to(acc) if initial_state is not None else q.new_zeros(B, H, K, V, dtype=acc)
-        return v.new_empty(B, 0, H, V), state if output_final_state else None
+        o, state = (_checks.joined_to_inputs(x, q, k, v, log_alpha, initial_state) for x in (o, state))
+        return o, state if output_final_state else None
+    scale = _default_scale(K) if scale is None else float(scale)
     _checks.check_log_gate("log_alpha", log_alpha)
     args = [x.to(acc) for x in (q, k, v, log_alpha)]
     state = None if initial_state is None else initial_state.to(acc)
@@ -84,7 +90,7 @@ def gla_step(
     (B, H, K) or (B, H, 1), state (B, H, K, V). Returns (o_t (B, H, V), new state)."""
     B, _, H, K, V = _check_inputs(q_t, k_t, v_t, log_alpha_t, state, time_axis=False)
     _checks.check_log_gate("log_alpha_t", log_alpha_t)
-    scale = K**-0.5 if scale is None else float(scale)
+    scale = _default_scale(K) if scale is None else float(scale)
     out_dtype, acc = v_t.dtype, _checks.accumulation_dtype(v_t.dtype)
     q_t, k_t, v_t, log_alpha_t = (x.to(acc) for x in (q_t, k_t, v_t, log_alpha_t))
     new_state = k_t.unsqueeze(-1) * v_t.unsqueeze(-2)
@@ -92,6 +98,11 @@ def gla_step(
         new_state = torch.exp(log_alpha_t).unsqueeze(-1) * state.to(acc) + new_state
     o_t = scale * torch.einsum("bhk,bhkv->bhv", q_t, new_state)
     return o_t.to(out_dtype), new_state
+
+
+def _default_scale(K: int) -> float:
+    """K ** -0.5; with K = 0 every output is an empty sum (zero) and any scale will do."""
+    return K**-0.5 if K > 0 else 1.0
 
 
 def _check_inputs(q, k, v, log_alpha, state, *, time_axis: bool):
