@@ -9,10 +9,15 @@ it, the model configuration (depth module included, so recursion models load the
 way) and, optionally, the tokenizer. Loading refuses files of an unknown format version
 and state dicts with missing, unexpected or mis-shaped tensors, naming them. Version 1
 files (written before the depth module was the spine: blocks at ``blocks.i``) load too.
+
+``config.json`` also records the SHA-256 and size of every tensor file it describes; loading
+verifies them first, so a damaged or altered ``model.safetensors`` (one flipped byte in a weight
+would otherwise load silently) is refused with an error naming the file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -36,13 +41,35 @@ def save_pretrained(model, directory: str | Path, tokenizer=None) -> Path:
     save_file(tensors, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
     os.replace(tmp, directory / "model.safetensors")
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "recurlab_version": __version__,
-            "model": model.config.to_dict()}
+            "model": model.config.to_dict(), "files": {"model.safetensors": file_digest(directory / "model.safetensors")}}
     if tokenizer is not None:
         meta["tokenizer"] = tokenizer.to_dict()
     tmp = directory / "config.json.tmp"
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
     os.replace(tmp, directory / "config.json")
     return directory
+
+
+def file_digest(path: Path) -> dict:
+    """{"sha256": hex digest, "bytes": size} of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"sha256": digest.hexdigest(), "bytes": path.stat().st_size}
+
+
+def verify_files(directory: Path, meta: dict) -> None:
+    """A ValueError naming the first file whose size or SHA-256 differs from what config.json recorded."""
+    for name, expected in meta.get("files", {}).items():
+        path = directory / name
+        if not path.exists():
+            raise FileNotFoundError(f"no {name} in {directory}")
+        got = file_digest(path)
+        if got != expected:
+            raise ValueError(f"{path} does not match config.json (sha256 {got['sha256'][:12]}..., {got['bytes']} bytes; "
+                             f"recorded {expected['sha256'][:12]}..., {expected['bytes']} bytes): the file is damaged "
+                             f"or was changed after it was saved")
 
 
 def read_config(directory: str | Path) -> dict:
@@ -65,6 +92,7 @@ def load_pretrained(cls, directory: str | Path, map_location: str | torch.device
     weights_path = Path(directory) / "model.safetensors"
     if not weights_path.exists():
         raise FileNotFoundError(f"no model.safetensors in {directory}")
+    verify_files(Path(directory), meta)
     weights = load_file(str(weights_path), device=str(map_location))
     if meta["format_version"] == 1:  # the stack's blocks were the model's own: blocks.i -> depth.blocks.i
         weights = {("depth." + k if k.startswith("blocks.") else k): v for k, v in weights.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,5 +32,19 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
 
 
 def load(path: str | Path) -> dict:
-    """Load a checkpoint written by :func:`save_atomic` (on the CPU)."""
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """Load a checkpoint written by :func:`save_atomic` (on the CPU).
+
+    Only plain data is read (``weights_only=True``: tensors, numbers, strings, lists, tuples and dicts):
+    a checkpoint whose pickle asks to run code while loading (a tampered file) is refused with a
+    ValueError naming the file, and nothing in it runs.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(f"{path} is not a plain-data recurlab checkpoint: its pickle asks for "
+                         f"{_first_line(error)}; refusing to load it (nothing in it was run)") from None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

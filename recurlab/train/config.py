@@ -16,7 +16,8 @@ class TrainConfig:
         batch_size: examples per step, over all processes (each of W processes takes batch_size / W).
         lr: peak learning rate, reached after warmup, then cosine decay to lr * min_lr_ratio.
         warmup_steps: linear warmup from 0.
-        weight_decay, betas: AdamW's (no decay on biases, norms and embeddings' ... see Trainer).
+        weight_decay, betas: AdamW's. Matrices are decayed (the embedding, and the tied head with it, as in
+            nanoGPT); biases, norm gains and parameters marked ``no_weight_decay`` are not (see Trainer).
         grad_clip: clip the global gradient norm to this (0: off).
         eval_every: evaluate every this many steps (and at the end).
         eval_batch_size: examples per evaluation batch.

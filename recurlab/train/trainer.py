@@ -11,8 +11,13 @@ forward, e.g. the routers of :mod:`recurlab.recursion`) has it added to the mean
 exactly the batches the interrupted one would have seen, and with the model,
 optimizer, schedule and random states restored it continues bit for bit.
 
-Files in ``out_dir``: ``checkpoint.pt`` (atomic: temp file + rename),
-``metrics.jsonl`` (one JSON object per log or evaluation), ``train_config.json``.
+Files in ``out_dir``: ``checkpoint.pt`` (atomic: temp file + rename; plain data, loaded with
+``weights_only=True``), ``metrics.jsonl`` (one JSON object per log or evaluation),
+``train_config.json``, and ``.lock`` (held by the running process: one run per folder; a fresh
+start over an existing checkpoint needs ``overwrite``; see :mod:`recurlab.train.run_folder`).
+
+``fit`` reads as its steps: ``_start`` (restore, write the config), then ``train_step`` per step and
+``log_and_evaluate`` + ``save_checkpoint`` every ``eval_every`` steps.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from tqdm.auto import tqdm
 
 from ..tasks import IGNORE, SequenceTask
 from . import checkpoint, distributed
+from .run_folder import RunFolder
 from .config import TrainConfig
 from .schedule import warmup_cosine
 
@@ -149,13 +155,18 @@ class Trainer:
         return self.out_dir / "checkpoint.pt" if self.out_dir else None
 
     def state_dict(self) -> dict:
+        """Everything a resumed run needs, as plain data (tensors, numbers, strings, lists, dicts), so that
+        the checkpoint loads with ``weights_only=True``."""
+        np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
         return {
             "step": self.step,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                    "numpy": {"name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+                              "has_gauss": int(np_has_gauss), "cached_gaussian": float(np_gauss)}},
             "best_accuracy": self.best_accuracy,
             "elapsed": self.elapsed,
             "train_config": self.config.to_dict(),
@@ -173,9 +184,12 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        numpy_rng = rng["numpy"]
+        np.random.set_state((numpy_rng["name"], numpy_rng["keys"].numpy().astype(np.uint32), numpy_rng["pos"],
+                             numpy_rng["has_gauss"], numpy_rng["cached_gaussian"]))
+        random.setstate(_as_tuples(rng["python"]))
         self.step, self.best_accuracy, self.elapsed = state["step"], state["best_accuracy"], state["elapsed"]
 
     def save_checkpoint(self) -> None:
@@ -184,78 +198,47 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
 
-    def fit(self, resume: bool = False) -> dict:
-        cfg, rt = self.config, self.runtime
-        metrics_path = self.out_dir / "metrics.jsonl" if self.out_dir else None
+    def fit(self, resume: bool = False, overwrite: bool = False) -> dict:
+        """Train to ``config.steps`` (or early stop) and return a summary.
+
+        resume: continue from ``out_dir/checkpoint.pt`` exactly where it stopped. overwrite: start again
+        in an ``out_dir`` that holds a run (refused otherwise). With an ``out_dir``, rank 0 holds the
+        folder's lock for the whole run (see :class:`recurlab.train.run_folder.RunFolder`).
+        """
+        folder = RunFolder(self.out_dir, resume, overwrite) if self.out_dir is not None and self.runtime.is_main \
+            else contextlib.nullcontext()
+        with folder:
+            self._start(resume)
+            return self._loop()
+
+    def _start(self, resume: bool) -> None:
+        """Restore a checkpoint (and drop the metrics an interrupted run wrote after it), write the config."""
         if resume:
             if self.checkpoint_path is None or not self.checkpoint_path.exists():
                 raise FileNotFoundError(f"cannot resume: no checkpoint at {self.checkpoint_path}")
             self.load_state_dict(checkpoint.load(self.checkpoint_path))
-            if metrics_path is not None and rt.is_main:
-                _truncate_metrics(metrics_path, self.step)  # drop lines the interrupted run wrote after it
-        if self.out_dir is not None and rt.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-        W, r = rt.world_size, rt.rank
-        local = cfg.batch_size // W
-        tokens_per_step = cfg.batch_size * self.train_task.seq_len
+            if self.metrics_path is not None and self.runtime.is_main:
+                _truncate_metrics(self.metrics_path, self.step)
+        if self.out_dir is not None and self.runtime.is_main:
+            (self.out_dir / "train_config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+
+    def _loop(self) -> dict:
+        cfg, rt = self.config, self.runtime
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step",
                    disable=not (cfg.progress and rt.is_main), dynamic_ncols=True)
         last_eval: dict = {}
         stopped_early = False
-        window_start, window_steps = time.perf_counter(), 0
+        window = _Window(cfg.batch_size * self.train_task.seq_len)
         self.loss_module.train()
-        while self.step < cfg.steps:
-            t0 = time.perf_counter()
-            index = self.batch_indices(self.step)
-            inputs = self.train_task.inputs[index].to(rt.device)
-            labels = self.train_task.labels[index].to(rt.device)
-            global_count = int((labels != IGNORE).sum())
-            with self.amp:
-                loss_sum, _ = self.loss_module(inputs[r * local : (r + 1) * local], labels[r * local : (r + 1) * local])
-            # DDP averages gradients over W processes: scale so the result is the global mean
-            loss = loss_sum * W / max(global_count, 1)
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.scaler:
-                self.scaler.scale(loss).backward()
-                self.scaler.unscale_(self.optimizer)
-            else:
-                loss.backward()
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            if self.scaler:
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                self.optimizer.step()
-            self.scheduler.step()
-            self.step += 1
-            self.elapsed += time.perf_counter() - t0
-            window_steps += 1
-            done = self.step == cfg.steps
-            if self.step % cfg.eval_every == 0 or done:
-                local_loss = distributed.sum_over_processes(loss.detach() / W, rt)  # the global batch's mean
-                now = time.perf_counter()
-                tps = window_steps * tokens_per_step / (now - window_start)
-                record = {"step": self.step, "loss": local_loss, "lr": self.scheduler.get_last_lr()[0],
-                          "tokens_per_s": tps, "elapsed_s": self.elapsed}
-                stop = False
-                if self.eval_task is not None and rt.is_main:
-                    last_eval = evaluate(self.model, self.eval_task, cfg.eval_batch_size, rt.device, self.precision)
-                    record.update(eval_loss=last_eval["loss"], eval_accuracy=last_eval["accuracy"])
-                    self.best_accuracy = max(self.best_accuracy or 0.0, last_eval["accuracy"])
-                    stop = cfg.early_stop_accuracy is not None and last_eval["accuracy"] >= cfg.early_stop_accuracy
-                stopped_early = distributed.broadcast_flag(stop, rt)
-                if rt.is_main and metrics_path is not None:
-                    with open(metrics_path, "a") as f:
-                        f.write(json.dumps(record) + "\n")
+        while self.step < cfg.steps and not stopped_early:
+            loss = self.train_step()
+            window.steps += 1
+            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                record, last_eval, stopped_early = self.log_and_evaluate(loss, window, last_eval)
                 self.save_checkpoint()
-                window_start, window_steps = time.perf_counter(), 0
-                bar.set_postfix(loss=f"{local_loss:.3f}", acc=f"{last_eval.get('accuracy', float('nan')):.3f}",
-                                tok_s=f"{tps:,.0f}")
-                if stopped_early:
-                    bar.update(1)
-                    break
+                window = _Window(window.tokens_per_step)
+                bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{last_eval.get('accuracy', float('nan')):.3f}",
+                                tok_s=f"{record['tokens_per_s']:,.0f}")
             elif cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
             bar.update(1)
@@ -263,6 +246,76 @@ class Trainer:
         return {"step": self.step, "stopped_early": stopped_early, "seconds": self.elapsed,
                 "eval_accuracy": last_eval.get("accuracy"), "eval_loss": last_eval.get("loss"),
                 "best_accuracy": self.best_accuracy}
+
+    def train_step(self) -> torch.Tensor:
+        """One optimizer step on the global batch of ``self.step`` (this process's slice of it); returns this
+        process's share of the batch's mean loss (detached)."""
+        cfg, rt = self.config, self.runtime
+        t0 = time.perf_counter()
+        W, r = rt.world_size, rt.rank
+        local = cfg.batch_size // W
+        index = self.batch_indices(self.step)
+        inputs = self.train_task.inputs[index].to(rt.device)
+        labels = self.train_task.labels[index].to(rt.device)
+        global_count = int((labels != IGNORE).sum())
+        with self.amp:
+            loss_sum, _ = self.loss_module(inputs[r * local : (r + 1) * local], labels[r * local : (r + 1) * local])
+        # DDP averages gradients over W processes: scale so the result is the global mean
+        loss = loss_sum * W / max(global_count, 1)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.elapsed += time.perf_counter() - t0
+        return loss.detach() / W
+
+    def log_and_evaluate(self, loss: torch.Tensor, window: "_Window", last_eval: dict) -> tuple[dict, dict, bool]:
+        """The metrics row of this step (training loss over the global batch, learning rate, throughput since the
+        last row, evaluation on rank 0), appended to metrics.jsonl; returns (row, evaluation, stop early)."""
+        cfg, rt = self.config, self.runtime
+        record = {"step": self.step, "loss": distributed.sum_over_processes(loss, rt),
+                  "lr": self.scheduler.get_last_lr()[0], "tokens_per_s": window.tokens_per_s(),
+                  "elapsed_s": self.elapsed}
+        stop = False
+        if self.eval_task is not None and rt.is_main:
+            last_eval = evaluate(self.model, self.eval_task, cfg.eval_batch_size, rt.device, self.precision)
+            record.update(eval_loss=last_eval["loss"], eval_accuracy=last_eval["accuracy"])
+            self.best_accuracy = max(self.best_accuracy or 0.0, last_eval["accuracy"])
+            stop = cfg.early_stop_accuracy is not None and last_eval["accuracy"] >= cfg.early_stop_accuracy
+        if rt.is_main and self.metrics_path is not None:
+            with open(self.metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        return record, last_eval, distributed.broadcast_flag(stop, rt)
+
+    @property
+    def metrics_path(self) -> Path | None:
+        return self.out_dir / "metrics.jsonl" if self.out_dir else None
+
+
+class _Window:
+    """Steps since the last metrics row, for its throughput."""
+
+    def __init__(self, tokens_per_step: int):
+        self.tokens_per_step, self.steps, self.start = tokens_per_step, 0, time.perf_counter()
+
+    def tokens_per_s(self) -> float:
+        return self.steps * self.tokens_per_step / max(time.perf_counter() - self.start, 1e-9)
+
+
+def _as_tuples(value):
+    """Python's random state with its nested tuples back (a checkpoint may hold them as lists)."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def _jsonable(value):

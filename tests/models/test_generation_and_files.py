@@ -8,7 +8,7 @@ from safetensors.torch import load_file, save_file
 
 from recurlab.models import CausalLM, ModelConfig
 from recurlab.models.generation import sample_next
-from recurlab.models.pretrained import load_tokenizer
+from recurlab.models.pretrained import file_digest, load_tokenizer
 from recurlab.tasks.text import ByteTokenizer
 from recurlab.train.lm import PRESETS, LMSetup
 from tests.models.test_causal_lm import build, model_kinds
@@ -72,6 +72,7 @@ def test_a_version_1_file_written_before_the_depth_module_loads(tmp_path):
     save_file({k.removeprefix("depth."): v for k, v in weights.items()}, str(tmp_path / "model.safetensors"))
     meta = json.loads((tmp_path / "config.json").read_text())
     meta["format_version"] = 1
+    del meta["files"]  # version 1 recorded no checksums
     for key in ("depth", "depth_kwargs"):
         del meta["model"][key]
     (tmp_path / "config.json").write_text(json.dumps(meta))
@@ -101,6 +102,19 @@ def test_recursion_models_save_and_load_like_any_other(depth, kwargs, tmp_path):
         torch.testing.assert_close(loaded(ids)[0], model(ids)[0], rtol=0, atol=0)
 
 
+def test_a_changed_byte_in_the_weights_is_caught_at_load(tmp_path):
+    model = build("gla")
+    model.save_pretrained(tmp_path)
+    path = tmp_path / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01  # one bit of the last weight
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="model.safetensors does not match config.json .* damaged or was changed"):
+        CausalLM.from_pretrained(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert meta["files"]["model.safetensors"]["bytes"] == len(data)
+
+
 def test_loading_a_mismatched_checkpoint_names_the_tensors(tmp_path):
     model = build("gla")
     model.save_pretrained(tmp_path)
@@ -108,6 +122,9 @@ def test_loading_a_mismatched_checkpoint_names_the_tensors(tmp_path):
     weights["extra.weight"] = torch.zeros(2)
     del weights["final_norm.weight"]
     save_file(weights, str(tmp_path / "model.safetensors"))
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["files"]["model.safetensors"] = file_digest(tmp_path / "model.safetensors")  # a consistent but wrong file
+    (tmp_path / "config.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="missing tensors: final_norm.weight; unexpected tensors: extra.weight"):
         CausalLM.from_pretrained(tmp_path)
     model.save_pretrained(tmp_path)
