@@ -26,6 +26,15 @@ def assert_rel_close(actual, expected, tol, what=""):
     assert err <= tol, f"{what}: relative RMS error {err:.3g} > {tol:.3g}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_kernel_once():
+    """Build (or load) the compiled CPU kernel once, before any test: tests that start recurlab in a
+    subprocess then load it from the cache instead of racing to build it."""
+    from recurlab.ops import _cpu_ext
+
+    _cpu_ext.available()
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
