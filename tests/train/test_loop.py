@@ -132,6 +132,22 @@ def test_train_steps_calls_batch_fn_in_order_and_validates_every_window():
     assert calls == list(range(10)) and h.window_end == [4, 8, 10] and len(h.val) == 3
 
 
+def test_every_step_runs_in_training_mode_even_after_validate_switched_to_eval():
+    modes = []
+
+    class Recorder(nn.Linear):
+        def forward(self, x):
+            modes.append(self.training)
+            return super().forward(x)
+
+    x, y = _regression(n=32)
+    model = Recorder(4, 1)
+    train_epochs(model, torch.optim.SGD(model.parameters(), lr=0.01), F.mse_loss,
+                 TensorBatches((x, y), 16, torch.Generator().manual_seed(0)), epochs=3,
+                 validate=lambda: {"val": F.mse_loss(model.eval()(x), y).item()})
+    assert modes == [True, True, False] * 3  # two training steps, then validate's forward, per epoch
+
+
 def test_gradient_norm_is_clipped():
     model = nn.Linear(1, 1, bias=False)
     nn.init.zeros_(model.weight)
