@@ -88,33 +88,35 @@ class History:
 def train_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable, batches: Iterable[Batch],
                  epochs: int, **options) -> History:
     """Train for ``epochs`` passes over ``batches`` (re-iterated every epoch: a DataLoader, an Opacus DPDataLoader,
-    :class:`TensorBatches`); one window per epoch. ``options``: those of :func:`_train`."""
+    :class:`TensorBatches`); one window per epoch. ``options``: those of :func:`train_windows`."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     try:
         total = epochs * len(batches)  # type: ignore[arg-type]
     except TypeError:  # an iterable without a length: the bar counts steps without a total
         total = None
-    return _train(model, optimizer, loss_fn, (batches for _ in range(epochs)), total, **options)
+    return train_windows(model, optimizer, loss_fn, (batches for _ in range(epochs)), total, **options)
 
 
 def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
                 batch_fn: Callable[[int], Batch], steps: int, eval_every: int, **options) -> History:
     """Train for ``steps`` steps on ``batch_fn(step)`` (called once per step, for step = 0, 1, ..., in order);
-    one window per ``eval_every`` steps, the last one ending at ``steps``. ``options``: those of :func:`_train`."""
+    one window per ``eval_every`` steps, the last one ending at ``steps``. ``options``: those of
+    :func:`train_windows`."""
     if steps < 1 or eval_every < 1:
         raise ValueError(f"steps and eval_every must be >= 1, got {steps}, {eval_every}")
     windows = ((batch_fn(s) for s in range(start, min(start + eval_every, steps)))
                for start in range(0, steps, eval_every))
-    return _train(model, optimizer, loss_fn, windows, steps, **options)
+    return train_windows(model, optimizer, loss_fn, windows, steps, **options)
 
 
-def _train(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable, windows: Iterable[Iterable[Batch]],
-           total_steps: int | None, *, lr_factor: Callable[[int], float] | None = None,
-           grad_clip: float | None = None, validate: Callable[[], dict[str, float]] | None = None,
-           select: str | None = None, maximize: bool = False, patience: int | None = None,
-           progress: bool = False, desc: str = "train") -> History:
-    """The loop shared by :func:`train_epochs` and :func:`train_steps`.
+def train_windows(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
+                  windows: Iterable[Iterable[Batch]], total_steps: int | None, *,
+                  lr_factor: Callable[[int], float] | None = None, grad_clip: float | None = None,
+                  validate: Callable[[], dict[str, float]] | None = None, select: str | None = None,
+                  maximize: bool = False, patience: int | None = None, progress: bool = False,
+                  desc: str = "train") -> History:
+    """The loop itself, behind :func:`train_epochs` and :func:`train_steps` (use it directly for other windows).
 
     Args:
         model: called as ``model(*inputs)``; put in training mode at the start of every window (``validate`` may
