@@ -69,6 +69,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..train.loop import train_epochs
 from .common import RecipeResult, ResultRow
 
 PAPER = ("Arcolezi, Couchot, Renaud, Al Bouna, Xiao, Differentially private multivariate time series forecasting "
@@ -328,8 +329,9 @@ def train_forecaster(split: _Split, cfg: Config, seed: int, *, target_epsilon: f
                      progress: bool = False, desc: str = "") -> tuple[BiGRUForecaster, dict]:
     """Train the BiGRU on split's training windows with MAE; DP-SGD via Opacus when target_epsilon is set.
 
-    Returns the trained model and {"epsilon_spent", "noise_multiplier", "loss"} (epsilon_spent from the
-    accountant after training; None without DP).
+    Trains through the shared loop (:func:`recurlab.train.loop.train_epochs`; Poisson batches that come out empty
+    take no step). Returns the trained model and {"epsilon_spent", "noise_multiplier", "loss"} (loss: the mean
+    training MAE of every epoch; epsilon_spent from the accountant after training; None without DP).
     """
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -354,30 +356,12 @@ def train_forecaster(split: _Split, cfg: Config, seed: int, *, target_epsilon: f
                 module=model, optimizer=opt, data_loader=loader, target_epsilon=target_epsilon,
                 target_delta=cfg.delta, epochs=cfg.epochs, max_grad_norm=cfg.max_grad_norm)
             info["noise_multiplier"] = float(opt.noise_multiplier)
-        _fit(model, opt, loader, cfg.epochs, info["loss"], progress, desc)
+        history = train_epochs(model, opt, F.l1_loss, loader, cfg.epochs, progress=progress, desc=desc or "train")
+    info["loss"] = history.window_loss
     if engine is not None:
         info["epsilon_spent"] = float(engine.get_epsilon(cfg.delta))
         model = model._module
     return model, info
-
-
-def _fit(model: nn.Module, opt: torch.optim.Optimizer, loader, epochs: int, losses: list[float], progress: bool,
-         desc: str) -> None:
-    """The training loop: MAE per batch, mean training loss per epoch appended to ``losses``."""
-    from tqdm.auto import tqdm
-
-    for _ in tqdm(range(epochs), desc=desc or "train", disable=not progress, leave=False):
-        total, count = 0.0, 0
-        for xb, yb in loader:
-            if len(xb) == 0:  # Poisson sampling can draw an empty batch
-                continue
-            loss = F.l1_loss(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(xb)
-            count += len(xb)
-        losses.append(total / max(count, 1))
 
 
 def _evaluate(model: nn.Module, split: _Split) -> dict[str, float]:

@@ -38,9 +38,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .. import layers
+from ..train.loop import TensorBatches, train_epochs
 from . import edu
 from .common import RecipeResult, ResultRow
 
@@ -73,6 +73,7 @@ class Config:
     epochs: int = 15
     batch_size: int = 32
     lr: float = 3e-3
+    grad_clip: float = 1.0        # the gradient's global L2 norm is clipped to this before every step
     variants: tuple[str, ...] = ("full", "no_graph", "no_seq")
     bow_C: float = 1.0
 
@@ -270,25 +271,13 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = 2) -> floa
 
 def train_model(model: EDU4FD, train: Encoded, cfg: Config, seed: int, progress: bool = True,
                 desc: str = "train") -> list[float]:
-    """Adam on cross-entropy for ``cfg.epochs`` epochs; returns the mean training loss of each epoch."""
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    gen = torch.Generator().manual_seed(seed)
-    n = train.labels.shape[0]
-    losses = []
-    bar = tqdm(range(cfg.epochs), desc=desc, disable=not progress, leave=False)
-    for _ in bar:
-        model.train()
-        total = 0.0
-        for idx in torch.randperm(n, generator=gen).split(cfg.batch_size):
-            loss = F.cross_entropy(model(train.tokens[idx], train.mask[idx], train.adj[idx]), train.labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            total += loss.item() * len(idx)
-        losses.append(total / n)
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    return losses
+    """Adam on cross-entropy for ``cfg.epochs`` epochs, gradient norm clipped to ``cfg.grad_clip``, through the
+    shared loop (:func:`recurlab.train.loop.train_epochs`); returns the mean training loss of each epoch."""
+    batches = TensorBatches((train.tokens, train.mask, train.adj, train.labels), cfg.batch_size,
+                            torch.Generator().manual_seed(seed))
+    history = train_epochs(model, torch.optim.Adam(model.parameters(), lr=cfg.lr), F.cross_entropy, batches,
+                           cfg.epochs, grad_clip=cfg.grad_clip, progress=progress, desc=desc)
+    return history.window_loss
 
 
 @torch.no_grad()

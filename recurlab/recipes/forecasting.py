@@ -10,13 +10,12 @@ previous split, as in those papers' loaders). Metrics are reported on the normal
     split_points, window_starts, make_windows      windowing by time
     Standardizer                                   per-channel z-score fitted on train
     forecast_metrics, interval_metrics             MSE / MAE / RMSE, coverage / width of an interval
-    train_model, predict                           a seeded Adam loop with early stopping on validation
+    train_model, predict                           Adam through the shared loop, early stopping on validation
     plot_forecasts                                 forecast-vs-truth panels (matplotlib, Agg)
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,6 +23,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
+
+from ..train.loop import TensorBatches, train_epochs
 
 
 # ----------------------------------------------------------------------------------- windowing
@@ -137,12 +138,6 @@ def interval_metrics(true: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> 
 
 # ----------------------------------------------------------------------------------- training
 
-def _batches(n: int, batch_size: int, generator: torch.Generator):
-    order = torch.randperm(n, generator=generator)
-    for i in range(0, n, batch_size):
-        yield order[i:i + batch_size]
-
-
 @torch.no_grad()
 def predict(model: nn.Module, inputs: Sequence[torch.Tensor], batch_size: int = 256):
     """``model(*inputs)`` in evaluation mode, in batches; outputs concatenated along dim 0
@@ -158,7 +153,8 @@ def predict(model: nn.Module, inputs: Sequence[torch.Tensor], batch_size: int = 
 def train_model(model: nn.Module, train: Sequence[torch.Tensor], val: Sequence[torch.Tensor],
                 loss_fn: Callable, *, epochs: int, batch_size: int = 32, lr: float = 1e-3,
                 patience: int = 3, seed: int = 0, progress: bool = True, desc: str = "train") -> dict:
-    """Adam on shuffled mini-batches with early stopping; restores the best-validation weights.
+    """Adam on shuffled mini-batches with early stopping; restores the best-validation weights
+    (the shared loop :func:`recurlab.train.loop.train_epochs`, one validation per epoch).
 
     Args:
         train, val: tuples ``(*inputs, target)`` of tensors sharing dim 0; the model is called as
@@ -170,42 +166,15 @@ def train_model(model: nn.Module, train: Sequence[torch.Tensor], val: Sequence[t
     Returns:
         dict with ``train_loss`` and ``val_loss`` per epoch, ``best_epoch`` and ``best_val``.
     """
-    from tqdm.auto import tqdm
-
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
-    *x_train, y_train = train
     *x_val, y_val = val
-    generator = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    history = {"train_loss": [], "val_loss": [], "best_epoch": -1, "best_val": float("inf")}
-    best_state = copy.deepcopy(model.state_dict())
-    stale = 0
-    bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
-    for epoch in bar:
-        model.train()
-        total, count = 0.0, 0
-        for idx in _batches(y_train.shape[0], batch_size, generator):
-            loss = loss_fn(model(*(t[idx] for t in x_train)), y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-            count += len(idx)
-        val_loss = float(loss_fn(predict(model, x_val), y_val))
-        history["train_loss"].append(total / count)
-        history["val_loss"].append(val_loss)
-        bar.set_postfix(train=f"{total / count:.4f}", val=f"{val_loss:.4f}")
-        if val_loss < history["best_val"]:
-            history["best_val"], history["best_epoch"] = val_loss, epoch
-            best_state = copy.deepcopy(model.state_dict())
-            stale = 0
-        else:
-            stale += 1
-            if stale >= patience:
-                break
-    model.load_state_dict(best_state)
-    return history
+    batches = TensorBatches(train, batch_size, torch.Generator().manual_seed(seed))
+    history = train_epochs(model, torch.optim.Adam(model.parameters(), lr=lr), loss_fn, batches, epochs,
+                           validate=lambda: {"val_loss": float(loss_fn(predict(model, x_val), y_val))},
+                           select="val_loss", patience=patience, progress=progress, desc=desc)
+    return {"train_loss": history.window_loss, "val_loss": [v["val_loss"] for v in history.val],
+            "best_epoch": history.best_window, "best_val": history.best_value}
 
 
 # ----------------------------------------------------------------------------------- plotting

@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..train.loop import TensorBatches, train_epochs
 from .common import RecipeResult, ResultRow
 
 PAPER = ("Agarap, A Neural Network Architecture Combining Gated Recurrent Unit (GRU) and Support Vector Machine "
@@ -368,39 +369,34 @@ def _predict(model: GRUClassifier, x: torch.Tensor, batch_size: int = 2048) -> n
 def train_head(head: str, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
                y_test: torch.Tensor, cfg: Config, seed: int, progress: bool = False,
                lr: float | None = None) -> tuple[GRUClassifier, dict]:
-    """Train GRU-SVM (head="svm") or GRU-softmax (head="softmax") with Adam at ``lr`` (default cfg.lr).
+    """Train GRU-SVM (head="svm") or GRU-softmax (head="softmax") with Adam at ``lr`` (default cfg.lr) through the
+    shared loop (:func:`recurlab.train.loop.train_epochs`); the final weights are kept.
 
     x_*: (N, F, n_bins) one-hot flows; y_*: (N,) labels. Returns the model and per-epoch curves
     (mean training loss per batch, train and test accuracy).
     """
-    from tqdm.auto import tqdm
-
     if head not in ("svm", "softmax"):
         raise ValueError(f"head must be 'svm' or 'softmax', got {head!r}")
     torch.manual_seed(seed)
     model = GRUClassifier(cfg.hidden_size, n_classes=2, dropout=cfg.dropout)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr if lr is None else lr)
-    gen = torch.Generator().manual_seed(seed)
-    curves: dict[str, list[float]] = {"loss": [], "train_accuracy": [], "test_accuracy": []}
-    n = len(x_train)
-    for _ in tqdm(range(cfg.epochs), desc=f"GRU-{head}", disable=not progress, leave=False):
-        perm = torch.randperm(n, generator=gen)
-        total, batches = 0.0, 0
-        for i in range(0, n, cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size]
-            o = model(x_train[idx])
-            if head == "svm":
-                loss = l2_svm_loss(o, y_train[idx], model.weight, cfg.svm_c)
-            else:
-                loss = F.cross_entropy(o, y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item()
-            batches += 1
-        curves["loss"].append(total / batches)
-        curves["train_accuracy"].append(float((_predict(model, x_train) == y_train.numpy()).mean()))
-        curves["test_accuracy"].append(float((_predict(model, x_test) == y_test.numpy()).mean()))
+    if head == "svm":
+        loss_fn = lambda o, y: l2_svm_loss(o, y, model.weight, cfg.svm_c)  # noqa: E731
+    else:
+        loss_fn = F.cross_entropy
+
+    def accuracies() -> dict[str, float]:
+        return {"train_accuracy": float((_predict(model, x_train) == y_train.numpy()).mean()),
+                "test_accuracy": float((_predict(model, x_test) == y_test.numpy()).mean())}
+
+    batches = TensorBatches((x_train, y_train), cfg.batch_size, torch.Generator().manual_seed(seed))
+    history = train_epochs(model, opt, loss_fn, batches, cfg.epochs, validate=accuracies, progress=progress,
+                           desc=f"GRU-{head}")
+    # the L2-SVM loss is a sum over its batch: average it per batch, not per example
+    ends = [0, *history.window_end]
+    curves = {"loss": [sum(history.step_loss[a:b]) / (b - a) for a, b in zip(ends, ends[1:])],
+              "train_accuracy": [v["train_accuracy"] for v in history.val],
+              "test_accuracy": [v["test_accuracy"] for v in history.val]}
     return model, curves
 
 

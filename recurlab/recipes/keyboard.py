@@ -48,6 +48,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,8 @@ from tqdm.auto import tqdm
 
 from .. import layers
 from ..layers.states import HiddenState
+from ..train.loop import train_steps
+from ..train.schedule import warmup_times_cosine
 from .common import RecipeResult, ResultRow
 from .typos import corrupt_sentence, truncate_last_word
 
@@ -94,8 +97,9 @@ class Config:
     steps: int = 3000
     batch_size: int = 64
     lr: float = 2e-3
-    warmup: int = 100
-    clip: float = 1.0
+    warmup: int = 100  # steps of the linear warm-up ramp (schedule: train.schedule.warmup_times_cosine)
+    min_lr_ratio: float = 0.1  # the cosine decays the learning rate from lr to min_lr_ratio * lr over the steps
+    clip: float = 1.0  # the gradient's global L2 norm is clipped to this before every step
     train_rate_max: float = 0.2  # each training sentence gets a typo rate uniform in [0, train_rate_max]
     completion_fraction: float = 0.25  # training sentences whose last word is cut to a prefix
     eval_rates: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2)
@@ -527,51 +531,41 @@ def _noisy_batch(clean: Sequence[Sequence[str]], rng: np.random.Generator, rate_
 
 
 def train(model: TypoCorrector, splits: Splits, cfg: Config, seed: int, progress: bool = True) -> dict:
-    """Adam with warm-up and cosine decay, fresh noise every batch; keeps the weights of the best validation check."""
+    """Adam under :func:`recurlab.train.schedule.warmup_times_cosine`, gradient norm clipped to ``cfg.clip``, fresh
+    noise every batch, through the shared loop (:func:`recurlab.train.loop.train_steps`); a validation check every
+    ``cfg.eval_every`` steps, and the weights of the best check are kept."""
     rng = np.random.default_rng([seed, 1])
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-
-    def lr_factor(s: int) -> float:  # linear warm-up, then cosine from 1 to 0.1
-        return min(1.0, (s + 1) / cfg.warmup) * (0.55 + 0.45 * math.cos(math.pi * min(s, cfg.steps) / cfg.steps))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     val_rng = np.random.default_rng([seed, 3])
     val_clean = splits.val[: cfg.n_val_eval]
     val_noisy = [corrupt_sentence(s, cfg.headline_rate, val_rng) for s in val_clean]
-    history: dict[str, list] = {"step": [], "train_loss": [], "val_word_accuracy": []}
-    best, best_state, running = -1.0, None, []
     order, pos = rng.permutation(len(splits.train)), 0
-    bar = tqdm(range(1, cfg.steps + 1), desc="keyboard", disable=not progress, leave=False)
-    for step in bar:
+
+    def batch(step: int) -> tuple[torch.Tensor, ...]:
+        """Step ``step``'s batch (steps come in order): chars (B, S, C), lengths (B,), targets in and out (B, T)."""
+        nonlocal order, pos
         if pos + cfg.batch_size > len(order):
             order, pos = rng.permutation(len(splits.train)), 0
         clean = [splits.train[i] for i in order[pos : pos + cfg.batch_size]]
         pos += cfg.batch_size
         noisy, partial = _noisy_batch(clean, rng, cfg.train_rate_max, cfg.completion_fraction)
-        chars, lengths = encode_chars(noisy, cfg.max_chars, partial)
-        tgt_in, tgt_out = encode_targets(clean, splits.vocab)
-        model.train()
-        logits = model(chars, lengths, tgt_in)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1), ignore_index=PAD)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        opt.step()
-        sched.step()
-        running.append(loss.item())
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            acc = scores(correct(model, val_noisy, splits.vocab, cfg.max_chars), val_clean)["word_accuracy"]
-            history["step"].append(step)
-            history["train_loss"].append(float(np.mean(running)))
-            history["val_word_accuracy"].append(acc)
-            running = []
-            bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", val_acc=f"{acc:.3f}")
-            if acc > best:
-                best, best_state = acc, {k: v.detach().clone() for k, v in model.state_dict().items()}
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    history["best_val_word_accuracy"] = best
-    return history
+        return (*encode_chars(noisy, cfg.max_chars, partial), *encode_targets(clean, splits.vocab))
+
+    def loss_fn(logits: torch.Tensor, tgt_out: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1), ignore_index=PAD)
+
+    def validate() -> dict[str, float]:
+        hyps = correct(model, val_noisy, splits.vocab, cfg.max_chars)
+        return {"word_accuracy": scores(hyps, val_clean)["word_accuracy"]}
+
+    history = train_steps(model, opt, loss_fn, batch, cfg.steps, cfg.eval_every,
+                          lr_factor=partial(warmup_times_cosine, total=cfg.steps, warmup=cfg.warmup,
+                                            min_ratio=cfg.min_lr_ratio),
+                          grad_clip=cfg.clip, validate=validate, select="word_accuracy", maximize=True,
+                          progress=progress, desc="keyboard")
+    return {"step": history.window_end, "train_loss": history.window_loss,
+            "val_word_accuracy": [v["word_accuracy"] for v in history.val],
+            "best_val_word_accuracy": history.best_value}
 
 
 # -------------------------------------------------------------------------------------------------- run
