@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..files import read_jsonl, write_text
 from ..tasks import IGNORE, SequenceTask
 from . import checkpoint, distributed
 from .config import TrainConfig
@@ -272,7 +272,5 @@ def _jsonable(value):
 def _truncate_metrics(path: Path, step: int) -> None:
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    os.replace(tmp, path)
+    keep = [row for row in read_jsonl(path) if row["step"] <= step]
+    write_text(path, "".join(json.dumps(row) + "\n" for row in keep))
