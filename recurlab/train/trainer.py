@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -33,6 +32,7 @@ from ..files import read_jsonl, write_text
 from ..tasks import IGNORE, SequenceTask
 from . import checkpoint, distributed
 from .config import TrainConfig
+from .loss import masked_cross_entropy
 from .schedule import warmup_cosine
 
 
@@ -52,8 +52,7 @@ class _LabelledLoss(nn.Module):
     def forward(self, inputs, labels):
         hidden, _ = self.model.features(inputs)
         mask = labels != IGNORE
-        logits = self.model.logits(hidden[mask]).float()
-        loss = F.cross_entropy(logits, labels[mask], reduction="sum")
+        loss = masked_cross_entropy(self.model.logits(hidden[mask]), labels[mask], reduction="sum")
         aux = getattr(self.model, "aux_loss", None)  # router losses of recursion models, per batch
         if aux is not None:
             loss = loss + aux.float() * mask.sum()  # the loss is a sum over labels: scale the mean-like aux term
@@ -86,7 +85,7 @@ def evaluate(model: nn.Module, task: SequenceTask, batch_size: int = 256, device
             hidden, _ = model.features(inputs)
         mask = labels != IGNORE
         logits = model.logits(hidden[mask]).float()
-        loss_sum += F.cross_entropy(logits, labels[mask], reduction="sum").item()
+        loss_sum += masked_cross_entropy(logits, labels[mask], reduction="sum").item()
         count += int(mask.sum())
         correct = torch.zeros_like(labels, dtype=torch.float32)
         correct[mask] = (logits.argmax(-1) == labels[mask]).float()
