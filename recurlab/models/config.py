@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .. import layers
+from ..configs import check_fields
 
 
 @dataclass
@@ -52,6 +53,9 @@ class ModelConfig:
         return [self.mixer] * self.n_layers if isinstance(self.mixer, str) else list(self.mixer)
 
     def validate(self) -> None:
+        check_fields(self)  # every field's type, errors naming the key
+        if self.norm_eps <= 0:
+            raise ValueError(f"norm_eps must be > 0, got {self.norm_eps!r}")
         for name in ("vocab_size", "d_model", "n_layers"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
