@@ -55,3 +55,17 @@ def tune_cpu_allocator() -> bool:
 def allocator_tuned() -> bool:
     """Whether :func:`tune_cpu_allocator` has been applied in this process."""
     return _tuned
+
+
+def environment() -> dict:
+    """What a measurement ran on: versions, threads, allocator tuning, the accelerator if any
+    (recorded beside every benchmark's results and printed by ``recurlab info``)."""
+    import platform
+
+    import torch
+
+    from . import __version__
+
+    return {"recurlab": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "machine": platform.machine(), "threads": torch.get_num_threads(), "allocator_tuned": allocator_tuned(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
