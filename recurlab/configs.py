@@ -287,6 +287,16 @@ def _construct(cls: type, values: dict, prefix: str) -> Any:
         raise ConfigError(prefix, f"is invalid: {error}" if prefix else str(error)) from None
 
 
+def checked_as(key: str, build: Callable[[], Any]) -> Any:
+    """``build()`` (a nested config's constructor), with its errors named under ``key``."""
+    try:
+        return build()
+    except ConfigError as error:
+        raise error.within(key) from None
+    except ValueError as error:
+        raise ConfigError(key, f"is invalid: {error}") from None
+
+
 def override(cfg: Any, assignments: Iterable[str]) -> Any:
     """``cfg`` with ``key=value`` assignments applied in order (dotted keys reach nested configs)."""
     for assignment in assignments:
