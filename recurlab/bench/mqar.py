@@ -1,5 +1,6 @@
-"""``recurlab bench mqar``: the Zoology MQAR comparison, every unit, on a CPU (``recurlab demo`` runs
-its quick form).
+"""``recurlab bench mqar``: the Zoology MQAR comparison, every unit, on a CPU.
+
+``recurlab demo`` runs its quick form.
 
 For every (mixer, width, sequence length) it trains a 2-layer CausalLM of token
 mixers only (no channel mixer, as in Zoology) on MQAR with each learning rate of

@@ -70,7 +70,7 @@ def default_corpus() -> str:
     if program is None:
         raise FileNotFoundError(
             "the default corpus needs Debian's bible-kjv-text package (apt-get install bible-kjv-text; "
-            "./run installs it when it can), or give your own text with --data PATH")
+            "./run installs it when it can), or give your own text with --set data.path=PATH")
     raw = subprocess.run([program, "-l0", KJV_RANGE], capture_output=True, text=True, check=True).stdout
     text = re.sub(r"(?m)^[ \t]+\d+ ", "", raw).strip() + "\n"  # "  12 And God said" -> "And God said"
     if len(text) < 1_000_000:
