@@ -109,14 +109,15 @@ class SamplerPart:
 
 @_checked
 class RelaxedPart:
-    ranks: list[int] = param(factory=lambda: [0, 8, 128], ge=0)
-    schemes: list[str] = param(factory=lambda: ["stepwise", "average", "lower"], choices=("stepwise", "average", "lower"))
+    ranks: list[int] = param(factory=lambda: [0, 8, 128], axis=True, ge=0)
+    schemes: list[str] = param(factory=lambda: ["stepwise", "average", "lower"], axis=True,
+                               choices=("stepwise", "average", "lower"))
     uptrain_steps: int = param(60, ge=1)
 
 
 @_checked
 class BatchingPart:
-    thresholds: list[float] = param(factory=lambda: [0.5, 0.7, 0.9], ge=0, le=1)
+    thresholds: list[float] = param(factory=lambda: [0.5, 0.7, 0.9], axis=True, ge=0, le=1)
     batch_sizes: list[int] = param(factory=lambda: [8, 32, 128], ge=1)
 
 
@@ -170,11 +171,11 @@ def jobs(cfg: RecursionBenchConfig) -> list[dict]:
             elif part == "sampler":
                 out.append({"part": part, "model": lm(mixer, "recurrent-depth"), "sampler": asdict(cfg.sampler)})
             elif part == "relaxed":
-                out += [{"part": part, "model": lm(mixer, "stack-N"), "scheme": s, "rank": r,
-                         "uptrain_steps": cfg.relaxed.uptrain_steps} for s in cfg.relaxed.schemes for r in cfg.relaxed.ranks]
+                out += [{"part": part, "model": lm(mixer, "stack-N"), "scheme": s, "rank": r, **settings(cfg.relaxed)}
+                        for s in cfg.relaxed.schemes for r in cfg.relaxed.ranks]
             elif part == "batching":
-                out += [{"part": part, "model": lm(mixer, "relaxed"), "threshold": t,
-                         "batch_sizes": cfg.batching.batch_sizes} for t in cfg.batching.thresholds]
+                out += [{"part": part, "model": lm(mixer, "relaxed"), "threshold": t, **settings(cfg.batching)}
+                        for t in cfg.batching.thresholds]
         if part == "structural":
             out += [{"part": part, "task": task, "mixer": m, "variant": v, **base, "structural": settings(cfg.structural)}
                     for task in ("successor", "traversal-pre") for m in cfg.mixers

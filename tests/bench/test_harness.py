@@ -104,3 +104,79 @@ def test_a_failed_check_refuses_to_measure(tmp_path):
     with pytest.raises(RuntimeError, match="refusing to report speeds: op/backend: off by 1e-2"):
         harness.run(bench, ToyConfig(), tmp_path, progress=False, echo=lambda m: None)
     assert calls == []
+
+
+def _candidates(value, f):
+    """Other valid-looking values for a field, by its current value and metadata."""
+    choices = f.metadata.get("choices")
+    choices = list(choices() if callable(choices) else choices) if choices is not None else None
+    schema = f.metadata.get("schema")
+    if isinstance(value, bool):
+        return [not value]
+    if isinstance(value, int):
+        return [value + 1, value + 2, value * 2]
+    if isinstance(value, float):
+        return [value / 2, value + 1]
+    if isinstance(value, str):
+        return [c for c in choices if c != value] if choices else [value + "x"]
+    if isinstance(value, (list, tuple)):
+        extra = choices[0] if choices else (value[-1] if value else 1)
+        return [type(value)([*value, extra])]
+    if isinstance(value, dict):
+        return [{"path": "elsewhere.txt"}] if schema else [{**value, "x": {}}]
+    if value is None:
+        return [1, "x.txt"]
+    raise AssertionError(f"no variation for {f.name}={value!r}")
+
+
+def _leaves(cfg, prefix=""):
+    """(dotted path, field, value) of every setting that is not a sweep axis, nested configs included."""
+    import dataclasses
+
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.metadata.get("axis"):
+            continue
+        if dataclasses.is_dataclass(value):
+            yield from _leaves(value, f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name, f, value
+
+
+def _with(cfg, path, value):
+    import dataclasses
+
+    head, _, rest = path.partition(".")
+    return dataclasses.replace(cfg, **{head: _with(getattr(cfg, head), rest, value) if rest else value})
+
+
+def variations(cfg):
+    """(dotted field, the config with that field changed) for every setting that is not a sweep axis."""
+    for path, f, value in _leaves(cfg):
+        for candidate in _candidates(value, f):
+            try:
+                yield path, _with(cfg, path, candidate)
+                break
+            except (ValueError, TypeError):
+                continue
+        else:
+            raise AssertionError(f"no valid variation of {path}")
+
+
+@pytest.mark.parametrize("name, one_kind_of_job", [("ops", True), ("layers", True), ("mqar", True), ("decode", True),
+                                                   ("lm", False), ("recursion", False)])
+def test_every_setting_of_every_benchmark_is_in_its_job_keys(name, one_kind_of_job):
+    from recurlab import bench
+
+    benchmark = bench.load(name)
+    cfg = benchmark.config.quick() if hasattr(benchmark.config, "quick") else benchmark.config()
+    keys = {job_key(job) for job in benchmark.jobs(cfg)}
+    tried = 0
+    for path, changed in variations(cfg):
+        new = {job_key(job) for job in benchmark.jobs(changed)}
+        if one_kind_of_job:
+            assert not keys & new, f"{name}: changing {path} reuses jobs measured under the old value"
+        else:  # a setting re-runs the jobs that use it (lm: training vs speed; recursion: per part, tested there)
+            assert keys - new, f"{name}: changing {path} re-runs nothing"
+        tried += 1
+    assert tried >= 3
