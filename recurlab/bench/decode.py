@@ -126,13 +126,15 @@ def _measure(job: dict) -> dict:
                          "state_mb": state_bytes(state) / 2**20, "peak_rss_mb": _peak_rss_mb(),
                          "rss_over_model_mb": _peak_rss_mb() - base_rss})
             seg_start, last_done = time.perf_counter(), done
-    return {"rows": rows, "prefill": prefill}
+    return {"rows": rows, "prefill": prefill, "threads": torch.get_num_threads()}
 
 
 def report(cfg: DecodeBenchConfig, finished: Finished) -> Report:
     rows = [r for _, m in finished for r in m["rows"]]
     prefill = [r for _, m in finished for r in m["prefill"]]
-    result = {"config": asdict(cfg), "environment": perf.environment(), "rows": rows, "prefill": prefill}
+    threads = sorted({m.get("threads") for _, m in finished} - {None})  # of the measuring processes
+    environment = {**perf.environment(), **({"threads": threads[0]} if len(threads) == 1 else {})}
+    result = {"config": asdict(cfg), "environment": environment, "rows": rows, "prefill": prefill}
     return Report(render_markdown(result), {"rows": rows, "prefill": prefill}, lambda path: plot_decode(result, path))
 
 
