@@ -14,6 +14,19 @@ def test_writes_replace_the_file_and_leave_no_temporary(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["results.json"]
 
 
+def test_new_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        assert stat.S_IMODE(write_text(tmp_path / "new.md", "x").stat().st_mode) == 0o644
+        (tmp_path / "new.md").chmod(0o600)
+        assert stat.S_IMODE(write_text(tmp_path / "new.md", "y").stat().st_mode) == 0o600  # an existing file's kept
+    finally:
+        os.umask(umask)
+
+
 def test_a_failed_write_keeps_the_old_file(tmp_path):
     path = tmp_path / "model.pt"
     with atomic_path(path) as tmp:
