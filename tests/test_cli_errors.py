@@ -172,3 +172,29 @@ def test_help_lists_the_keys(capsys):
         main(["bench", "recursion", "--help"])
     out = capsys.readouterr().out
     assert "structural.steps (int; >= 1) = 2500" in out and "lm.d_model (int; >= 1) = 128" in out
+
+
+def test_recipe_settings_reach_the_recipe(monkeypatch, capsys, tmp_path):
+    from recurlab import recipes
+    from recurlab.recipes.common import RecipeResult
+
+    module, seen = recipes.load("gru_svm"), []
+    monkeypatch.setattr(module, "run", lambda quick, out_dir, seed, progress, config:
+                        seen.append((quick, seed, config)) or RecipeResult("gru_svm", quick, seed))
+    assert main(["recipe", "gru_svm", "--set", "epochs=2", "--seed", "3", "--out", str(tmp_path)]) == 0
+    quick, seed, config = seen[0]
+    assert (quick, seed, config.epochs, config.paper_lrs) == (False, 3, 2, True)  # on top of the full config
+    assert main(["recipe", "gru_svm", "--quick", "--set", "hidden_size=8", "--out", str(tmp_path)]) == 0
+    assert (seen[1][2].hidden_size, seen[1][2].n_train) == (8, 8_000)  # on top of the quick one
+    assert "epoch is not a key of Config; valid keys: n_train" in user_error(
+        capsys, ["recipe", "gru_svm", "--set", "epoch=2", "--out", str(tmp_path)])
+    assert "epochs must be int, got 'two'" in user_error(
+        capsys, ["recipe", "gru_svm", "--set", "epochs=two", "--out", str(tmp_path)])
+    assert "takes only --out" in user_error(capsys, ["recipe", "report", "--quick"])
+
+
+def test_unknown_benchmark_names_the_valid_ones():
+    from recurlab import bench
+
+    with pytest.raises(ValueError, match="unknown benchmark 'nope'; valid names: ops, layers, mqar, decode, lm, recursion"):
+        bench.load("nope")

@@ -58,7 +58,7 @@ def run_from_cli(name: str, quick: bool, seed: int, out: str | None, overrides: 
     from ..configs import override
 
     module = load(name)
-    config = override(module.Config.quick() if quick else module.Config(), overrides) if overrides else None
+    config = override(module.Config.quick() if quick else module.Config.full(), overrides) if overrides else None
     folder = Path(out) if out else Path("bench-results/recipes") / (name + ("-quick" if quick else ""))
     start = time.perf_counter()
     try:
