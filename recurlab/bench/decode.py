@@ -156,6 +156,8 @@ def render_markdown(result: dict) -> str:
              "summed over the batch. State: every decoding-state tensor (KV caches at allocated capacity).\n"]
     for batch in cfg["batch_sizes"]:
         sub = [r for r in rows if r["batch"] == batch]
+        if not sub:  # not measured yet (results are written after every job)
+            continue
         lengths = sorted({r["generated"] for r in sub})
         models = list(dict.fromkeys(r["model"] for r in sub))
         by = {(r["model"], r["generated"]): r for r in sub}

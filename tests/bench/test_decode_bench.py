@@ -40,6 +40,16 @@ def test_tiny_decode_bench_shows_flat_and_growing_state(tmp_path):
     assert again["rows"] == result["rows"]
 
 
+def test_the_report_of_a_partly_measured_run():
+    from recurlab.bench.decode import render_markdown
+
+    row = {"model": "lm-gla", "params": 1, "batch": 1, "generated": 1024, "tokens_per_s": 10.0, "state_mb": 0.1,
+           "peak_rss_mb": 100.0}
+    config = {"prompt_len": 16, "batch_sizes": [1, 8]}  # batch 8 not measured yet: it used to raise IndexError
+    md = render_markdown({"config": config, "environment": {"threads": 1}, "rows": [row], "prefill": []})
+    assert "## Batch 1" in md and "## Batch 8" not in md
+
+
 def test_a_changed_preset_or_setting_is_measured_again(monkeypatch):
     from recurlab.train import lm
 
