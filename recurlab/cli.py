@@ -91,28 +91,9 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from .configs import override
-    from .train.lm import LMSetup, train_language_model
-    from .train.tasks import SyntheticTraining, train_synthetic
+    from .train.lm import run_from_cli
 
-    if args.preset and args.config:
-        raise ValueError("give --preset or --config, not both")
-    if args.resume and not (args.out or args.preset or args.config):
-        raise ValueError("--resume needs --out, the folder of the run to continue")
-    if args.preset or args.config:
-        name = args.preset or Path(args.config).stem
-        setup = override(LMSetup.preset(args.preset) if args.preset else LMSetup.from_file(args.config), args.set)
-        out = Path(args.out or f"runs/{name}")
-        result = train_language_model(setup, out, name, resume=args.resume, progress=not args.no_progress)
-        if result is not None:
-            print(json.dumps(result))
-            print(f"saved the model to {out / 'model'}; try: recurlab generate --checkpoint {out} --prompt 'And God said'")
-        return 0
-    if any(a.split("=")[0] in ("data.path", "data.hf_dataset") for a in args.set):
-        raise ValueError("text data is for language models: add --preset NAME or --config FILE")
-    result = train_synthetic(override(SyntheticTraining(), args.set), args.out, args.resume, not args.no_progress)
-    if result is not None:
-        print(json.dumps(result))
+    run_from_cli(args.preset, args.config, args.set, args.out, args.resume, not args.no_progress)
     return 0
 
 

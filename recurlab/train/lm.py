@@ -176,6 +176,34 @@ def train_language_model(setup: LMSetup, out: str | Path, name: str = "lm", resu
     return result
 
 
+def run_from_cli(preset: str | None, config_file: str | None, overrides: list[str], out: str | None, resume: bool,
+                 progress: bool) -> None:
+    """``recurlab train``: a language model from a preset or a JSON file, else a model on a synthetic task
+    (:class:`recurlab.train.tasks.SyntheticTraining`); ``overrides`` are ``key=value`` settings."""
+    from ..configs import override
+    from .tasks import SyntheticTraining, train_synthetic
+
+    if preset and config_file:
+        raise ValueError("give --preset or --config, not both")
+    if resume and not (out or preset or config_file):
+        raise ValueError("--resume needs --out, the folder of the run to continue")
+    if preset or config_file:
+        name = preset or Path(config_file).stem
+        setup = override(LMSetup.preset(preset) if preset else LMSetup.from_file(config_file), overrides)
+        folder = Path(out or f"runs/{name}")
+        result = train_language_model(setup, folder, name, resume=resume, progress=progress)
+        if result is not None:
+            print(json.dumps(result))
+            print(f"saved the model to {folder / 'model'}; try: recurlab generate --checkpoint {folder} "
+                  "--prompt 'And God said'")
+        return
+    if any(a.split("=")[0] in ("data.path", "data.hf_dataset") for a in overrides):
+        raise ValueError("text data is for language models: add --preset NAME or --config FILE")
+    result = train_synthetic(override(SyntheticTraining(), overrides), out, resume, progress)
+    if result is not None:
+        print(json.dumps(result))
+
+
 @dataclass
 class SamplingConfig:
     """How ``recurlab generate`` continues a prompt."""
