@@ -55,3 +55,36 @@ def tune_cpu_allocator() -> bool:
 def allocator_tuned() -> bool:
     """Whether :func:`tune_cpu_allocator` has been applied in this process."""
     return _tuned
+
+
+def environment() -> dict:
+    """What a measurement ran on: versions, threads, allocator tuning, the accelerator if any
+    (recorded beside every benchmark's results and printed by ``recurlab info``)."""
+    import platform
+
+    import torch
+
+    from . import __version__
+
+    return {"recurlab": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "machine": platform.machine(), "threads": torch.get_num_threads(), "allocator_tuned": allocator_tuned(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def describe() -> list[str]:
+    """``recurlab info``: versions, threads, the compiled kernels (built here on first use) and the
+    backends of every op on each device."""
+    import torch
+
+    from . import ops
+    from .ops import _cpu_ext
+
+    env = environment()
+    kernels = f"ready ({_cpu_ext.extension_name()})" if _cpu_ext.available() else \
+        f"unavailable: {_cpu_ext.status()['error']}"
+    lines = [f"recurlab {env['recurlab']}, torch {env['torch']}, {env['threads']} threads",
+             f"CUDA available: {torch.cuda.is_available()}", f"compiled CPU kernels: {kernels}",
+             f"allocator tuned: {env['allocator_tuned']}"]
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    return lines + [f"  {op:<14} " + ", ".join(f"{d}: {' '.join(ops.available_backends(op, d))}" for d in devices)
+                    for op in ops.BACKENDS]

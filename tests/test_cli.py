@@ -18,8 +18,11 @@ def test_info_lists_backends(capsys):
 
 
 def test_bench_ops_arguments_parse():
-    args = build_parser().parse_args(["bench", "ops", "--quick", "--seq-lens", "64", "128", "--json", "x.json"])
-    assert args.quick and args.seq_lens == [64, 128] and args.json == "x.json"
+    args = build_parser().parse_args(["bench", "ops", "--quick", "--set", "seq_lens=64,128", "--set", "repeats=2",
+                                      "--out", "x"])
+    assert args.quick and args.set == ["seq_lens=64,128", "repeats=2"] and args.out == "x"
+    args = build_parser().parse_args(["bench", "ops", "--set", "seq_lens=64,128", "repeats=2"])
+    assert args.set == ["seq_lens=64,128", "repeats=2"] and args.out == "bench-results/ops"
 
 
 def test_unknown_command_exits_with_usage():
@@ -29,7 +32,7 @@ def test_unknown_command_exits_with_usage():
 
 def test_console_script_runs_bench_ops(tmp_path):
     # the installed entry point end to end, at a tiny length
-    out = subprocess.run([sys.executable, "-m", "recurlab.cli", "bench", "ops", "--seq-lens", "32", "--repeats", "1",
+    out = subprocess.run([sys.executable, "-m", "recurlab.cli", "bench", "ops", "--set", "seq_lens=32", "repeats=1",
                           "--out", str(tmp_path)], capture_output=True, text=True, check=True, timeout=300)
     assert "| diag_scan/cpu | 32 |" in out.stdout
     assert (tmp_path / "results.json").exists() and (tmp_path / "time_vs_length.png").exists()

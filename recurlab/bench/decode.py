@@ -15,30 +15,38 @@ Weights are random: speed and memory do not depend on them.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import resource
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from .. import __version__, ops, perf
+from .. import perf
+from ..configs import check_fields, param
+from .harness import Benchmark, Context, Finished, Report, settings
 from .report import markdown_table
 
 DEFAULT_PRESETS = ("lm-attention", "lm-gla", "lm-mingru", "lm-rwkv", "lm-gam", "lm-sambay")
 
 
+def _presets() -> list[str]:
+    from ..train.lm import PRESETS
+
+    return list(PRESETS)
+
+
 @dataclass
 class DecodeBenchConfig:
-    presets: tuple[str, ...] = DEFAULT_PRESETS
-    batch_sizes: tuple[int, ...] = (1, 8)
-    prompt_len: int = 2048
-    max_new_tokens: int = 32768
-    prefill_lens: tuple[int, ...] = (256, 512, 1024, 2048, 4096)
-    seed: int = 0
+    presets: tuple[str, ...] = param(DEFAULT_PRESETS, axis=True, choices=_presets)
+    batch_sizes: tuple[int, ...] = param((1, 8), axis=True, ge=1)
+    prompt_len: int = param(2048, ge=1)
+    max_new_tokens: int = param(32768, ge=1)
+    prefill_lens: tuple[int, ...] = param((256, 512, 1024, 2048, 4096), ge=1)
+    seed: int = param(0, ge=0)
+
+    def __post_init__(self):
+        check_fields(self)
 
     @classmethod
     def quick(cls, **overrides) -> "DecodeBenchConfig":
@@ -52,31 +60,32 @@ class DecodeBenchConfig:
         return points + [self.max_new_tokens]
 
 
-def state_bytes(state) -> int:
-    """Bytes held by a decoding state (nested lists/tuples of tensors and KV caches)."""
-    if isinstance(state, torch.Tensor):
-        return state.numel() * state.element_size()
-    if isinstance(state, ops.KVCache):
-        return state.nbytes()
-    if isinstance(state, (list, tuple)):
-        return sum(state_bytes(s) for s in state)
-    return 0
-
-
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def _measure(args) -> dict:
-    """One (preset, batch) in its own process: decode rows and prefill rows."""
-    preset, batch, cfg_dict = args
-    cfg = DecodeBenchConfig(**cfg_dict)
-    from ..models import CausalLM, ModelConfig
-    from ..train.lm import LMSetup
+def jobs(cfg: DecodeBenchConfig) -> list[dict]:
+    """One (preset, batch) per job, with the preset's model configuration (a changed preset is measured again)."""
+    from ..train.lm import PRESETS
 
+    return [{"preset": p, "batch": b, "model": PRESETS[p]["model"], "settings": settings(cfg)}
+            for b in cfg.batch_sizes for p in cfg.presets]
+
+
+def measure(job: dict, ctx: Context) -> dict:
+    """A fresh process per model: its peak memory is its own."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_measure, (job,))
+
+
+def _measure(job: dict) -> dict:
+    """One (preset, batch) in this process: decode rows and prefill rows."""
+    from ..models import CausalLM, ModelConfig
+
+    preset, batch, cfg = job["preset"], job["batch"], DecodeBenchConfig(**job["settings"])
     perf.tune_cpu_allocator()
     torch.manual_seed(cfg.seed)
-    model = CausalLM(ModelConfig.from_dict(LMSetup.preset(preset).model)).eval()
+    model = CausalLM(ModelConfig.from_dict(job["model"])).eval()
     params = model.num_parameters()["total"]
     vocab = model.config.vocab_size
     base_rss = _peak_rss_mb()
@@ -103,58 +112,29 @@ def _measure(args) -> dict:
             rows.append({"model": preset, "params": params, "batch": batch, "generated": done,
                          "tokens_per_s": batch * (done - last_done) / (now - seg_start),
                          "cumulative_tokens_per_s": batch * done / (now - total_start),
-                         "state_mb": state_bytes(state) / 2**20, "peak_rss_mb": _peak_rss_mb(),
+                         "state_mb": state.nbytes() / 2**20, "peak_rss_mb": _peak_rss_mb(),
                          "rss_over_model_mb": _peak_rss_mb() - base_rss})
             seg_start, last_done = time.perf_counter(), done
-    return {"rows": rows, "prefill": prefill}
+    return {"rows": rows, "prefill": prefill, "threads": torch.get_num_threads()}
 
 
-def run_decode_bench(cfg: DecodeBenchConfig, out_dir: Path, progress=tqdm.write) -> dict:
-    """Measure every (preset, batch) in a fresh process; writes results after each one.
-
-    Finished (preset, batch) measurements are appended to ``out_dir/jobs.jsonl`` with the
-    configuration they ran under, and a rerun with the same configuration reuses them, so an
-    interrupted benchmark continues where it stopped.
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    jobs_path = out_dir / "jobs.jsonl"
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ("presets", "batch_sizes")}
-    finished = {}
-    if jobs_path.exists():
-        for line in jobs_path.read_text().splitlines():
-            if line.strip():
-                job = json.loads(line)
-                if job["settings"] == json.loads(json.dumps(settings)):
-                    finished[(job["preset"], job["batch"])] = job
-        if finished:
-            progress(f"reusing {len(finished)} finished measurements from {jobs_path}")
-    jobs = [(p, b, asdict(cfg)) for b in cfg.batch_sizes for p in cfg.presets]
-    ctx = multiprocessing.get_context("spawn")
-    result = None
-    for job in tqdm(jobs, desc="decode", unit="model"):
-        if (job[0], job[1]) not in finished:
-            with ctx.Pool(1) as pool:  # a fresh process per model: its peak memory is its own
-                out = pool.apply(_measure, (job,))
-            finished[(job[0], job[1])] = {"preset": job[0], "batch": job[1], "settings": settings, **out}
-            with open(jobs_path, "a") as f:
-                f.write(json.dumps(finished[(job[0], job[1])]) + "\n")
-            last = out["rows"][-1]
-            progress(f"{job[0]:<14} batch {job[1]}: {last['generated']} tokens, {last['tokens_per_s']:,.0f} tokens/s "
-                     f"at the end, state {last['state_mb']:.1f} MB")
-        result = _write_results(cfg, [finished[(p, b)] for p, b, _ in jobs if (p, b) in finished], out_dir)
-    return result
+def report(cfg: DecodeBenchConfig, finished: Finished) -> Report:
+    rows = [r for _, m in finished for r in m["rows"]]
+    prefill = [r for _, m in finished for r in m["prefill"]]
+    threads = sorted({m.get("threads") for _, m in finished} - {None})  # of the measuring processes
+    environment = {**perf.environment(), **({"threads": threads[0]} if len(threads) == 1 else {})}
+    result = {"config": asdict(cfg), "environment": environment, "rows": rows, "prefill": prefill}
+    return Report(render_markdown(result), {"rows": rows, "prefill": prefill}, lambda path: plot_decode(result, path))
 
 
-def _write_results(cfg: DecodeBenchConfig, measurements: list[dict], out_dir: Path) -> dict:
-    rows = [r for m in measurements for r in m["rows"]]
-    prefill = [r for m in measurements for r in m["prefill"]]
-    result = {"config": asdict(cfg), "environment": {"recurlab": __version__, "torch": torch.__version__,
-                                                     "threads": torch.get_num_threads()},
-              "rows": rows, "prefill": prefill}
-    (out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out_dir / "results.md").write_text(render_markdown(result))
-    plot_decode(result, out_dir / "decode.png")
-    return result
+def summary(job: dict, result: dict) -> str:
+    last = result["rows"][-1]
+    return (f"{job['preset']:<14} batch {job['batch']}: {last['generated']} tokens, {last['tokens_per_s']:,.0f} "
+            f"tokens/s at the end, state {last['state_mb']:.1f} MB")
+
+
+BENCHMARK = Benchmark("decode", DecodeBenchConfig, jobs, measure, report, plot_file="decode.png",
+                      label=lambda job: f"{job['preset']} batch {job['batch']}", summary=summary)
 
 
 def render_markdown(result: dict) -> str:
@@ -165,6 +145,8 @@ def render_markdown(result: dict) -> str:
              "summed over the batch. State: every decoding-state tensor (KV caches at allocated capacity).\n"]
     for batch in cfg["batch_sizes"]:
         sub = [r for r in rows if r["batch"] == batch]
+        if not sub:  # not measured yet (results are written after every job)
+            continue
         lengths = sorted({r["generated"] for r in sub})
         models = list(dict.fromkeys(r["model"] for r in sub))
         by = {(r["model"], r["generated"]): r for r in sub}
@@ -191,7 +173,7 @@ def render_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_decode(result: dict, path: Path) -> Path:
+def plot_decode(result: dict, path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -226,4 +208,3 @@ def plot_decode(result: dict, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return path

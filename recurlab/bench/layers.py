@@ -14,29 +14,41 @@ to show where a layer spends its time.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from .. import __version__, layers, perf
+from .. import layers, perf
+from ..configs import check_fields, param
+from .harness import Benchmark, Context, Finished, Report
 from .report import markdown_table
 from .timing import measure_interleaved
 
 
+def _token_mixers() -> list[str]:
+    return layers.names("token")
+
+
 @dataclass
 class LayersBenchConfig:
-    mixers: tuple[str, ...] = ()  # empty: every registered token mixer
-    d_model: int = 256
-    batch: int = 8
-    seq_len: int = 2048
-    repeats: int = 5
-    decode_steps: int = 20
-    budget_s: float = 20.0
-    profile: tuple[str, ...] = ("mingru",)
-    mixer_kwargs: dict = field(default_factory=dict)
+    mixers: tuple[str, ...] = param((), choices=_token_mixers)  # empty: every registered token mixer
+    d_model: int = param(256, ge=1)
+    batch: int = param(8, ge=1)
+    seq_len: int = param(2048, ge=1)
+    repeats: int = param(5, ge=1)
+    decode_steps: int = param(20, ge=1)
+    budget_s: float = param(20.0, gt=0)
+    profile: tuple[str, ...] = param(("mingru",), choices=_token_mixers)
+    mixer_kwargs: dict[str, dict] = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_fields(self)
+
+    @classmethod
+    def quick(cls, **overrides) -> "LayersBenchConfig":
+        """T = 512, 2 repeats, 5 decode steps: a minute or two on 2 cores."""
+        return cls(**{"seq_len": 512, "repeats": 2, "decode_steps": 5, **overrides})
 
     def names(self) -> list[str]:
         return list(self.mixers) or layers.names("token")
@@ -51,7 +63,7 @@ def _build(name: str, cfg: LayersBenchConfig, dtype=torch.float32):
 
 
 def _memory(mixer, x):
-    return {"memory": torch.randn(*x.shape[:-1], mixer.memory_width, dtype=x.dtype)} if mixer.needs_memory else {}
+    return {"memory": torch.randn(*x.shape[:-1], mixer.memory_dim, dtype=x.dtype)} if mixer.reads_memory else {}
 
 
 def check_step_equals_forward(name: str, cfg: LayersBenchConfig) -> str | None:
@@ -89,16 +101,23 @@ def _profile_categories(fn) -> dict[str, float]:
     return {k: v / total for k, v in shares.items()}
 
 
-def run_layers_bench(cfg: LayersBenchConfig, out_dir: Path, progress=tqdm.write) -> dict:
-    out_dir.mkdir(parents=True, exist_ok=True)
+def check(cfg: LayersBenchConfig) -> list[str]:
+    """Every mixer's step loop against its parallel forward: speeds are reported only if they agree."""
+    return [m for m in (check_step_equals_forward(n, cfg) for n in cfg.names()) if m]
+
+
+def jobs(cfg: LayersBenchConfig) -> list[dict]:
+    """One job: the mixers are timed side by side, so they are measured together."""
+    return [{**asdict(cfg), "mixers": cfg.names()}]
+
+
+def measure(job: dict, ctx: Context) -> dict:
+    cfg = LayersBenchConfig(**job)
     names = cfg.names()
-    failures = [m for m in (check_step_equals_forward(n, cfg) for n in names) if m]
-    if failures:
-        raise RuntimeError("refusing to report speeds: " + "; ".join(failures))
-    progress(f"correctness: step loop == forward for {', '.join(names)}")
+    ctx.echo(f"correctness: step loop == forward for {', '.join(names)}")
     B, T, d = cfg.batch, cfg.seq_len, cfg.d_model
     train_fns, decode_fns, rows = {}, {}, {}
-    for name in tqdm(names, desc="build", unit="mixer"):
+    for name in names:
         mixer = _build(name, cfg)
         x = torch.randn(B, T, d)
         x_grad = x.clone().requires_grad_(True)
@@ -123,9 +142,9 @@ def run_layers_bench(cfg: LayersBenchConfig, out_dir: Path, progress=tqdm.write)
         train_fns[name], decode_fns[name] = fwd_bwd, decode
         rows[name] = {"mixer": name, "params": sum(p.numel() for p in mixer.parameters()),
                       "paper": layers.info(name).paper, "state": layers.info(name).state}
-    progress(f"timing forward+backward of {len(names)} mixers side by side (B={B}, T={T}, d_model={d})")
+    ctx.echo(f"timing forward+backward of {len(names)} mixers side by side (B={B}, T={T}, d_model={d})")
     t_train = measure_interleaved(train_fns, repeats=cfg.repeats, budget_s=cfg.budget_s, device=torch.device("cpu"))
-    progress(f"timing decode steps after a {T}-token prefill")
+    ctx.echo(f"timing decode steps after a {T}-token prefill")
     t_decode = measure_interleaved(decode_fns, repeats=cfg.decode_steps, budget_s=cfg.budget_s,
                                    device=torch.device("cpu"), warmup={n: 2 for n in names})
     for name in names:
@@ -135,17 +154,19 @@ def run_layers_bench(cfg: LayersBenchConfig, out_dir: Path, progress=tqdm.write)
         for row in rows.values():
             row["speedup_vs_gru"] = rows["gru"]["fwd_bwd_ms"] / row["fwd_bwd_ms"]
     profiles = {name: _profile_categories(train_fns[name]) for name in cfg.profile if name in train_fns}
-    result = {
-        "config": asdict(cfg),
-        "environment": {"recurlab": __version__, "torch": torch.__version__, "threads": torch.get_num_threads(),
-                        "allocator_tuned": perf.allocator_tuned()},
-        "rows": list(rows.values()),
-        "profiles": profiles,
-    }
-    (out_dir / "results.json").write_text(json.dumps(result, indent=2))
-    (out_dir / "results.md").write_text(render_markdown(result))
-    plot_layers(result, out_dir / "layers.png")
-    return result
+    return {"rows": list(rows.values()), "profiles": profiles}
+
+
+def report(cfg: LayersBenchConfig, finished: Finished) -> Report:
+    measured = finished[0][1] if finished else {"rows": [], "profiles": {}}
+    result = {"config": asdict(cfg), "environment": perf.environment(), **measured}
+    return Report(render_markdown(result), {"rows": measured["rows"], "profiles": measured["profiles"]},
+                  lambda path: plot_layers(result, path))
+
+
+# timings are measured afresh on every run: a run after a code change must not report old numbers
+BENCHMARK = Benchmark("layers", LayersBenchConfig, jobs, measure, report, plot_file="layers.png", check=check,
+                      resume=False)
 
 
 def render_markdown(result: dict) -> str:
@@ -176,7 +197,7 @@ def render_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_layers(result: dict, path: Path) -> Path:
+def plot_layers(result: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -197,4 +218,3 @@ def plot_layers(result: dict, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return path

@@ -1,107 +1,141 @@
 """``recurlab bench lm``: train every language-model preset in one session and tabulate them.
 
-Runs ``recurlab train --preset <name>`` for each preset (one after another, so
-their training speeds are comparable), skipping presets whose run folder already
-holds a finished ``lm_summary.json``, then writes ``results.json``, ``results.md``
-(mixer, parameters, validation bits per byte, training tokens/s, beside the
-unigram baseline) and ``lm.png`` (validation bits per byte over training).
+Each job trains one preset as ``recurlab train --preset <name>`` would (in this process, one
+after another, so their training speeds are comparable) into ``OUT/<preset>``, which keeps its
+checkpoint: an interrupted training continues from it, a finished one is reused from the run
+log. Then ``results.json``, ``results.md`` (mixer, parameters, validation bits per byte,
+training tokens/s, beside the unigram baseline) and ``lm.png`` (validation bits per byte over
+training).
 
 Training runs of different presets may happen hours apart (or be resumed after
 an interruption), so their own tokens/s are not a fair comparison. The table's
-speed column is therefore measured again side by side at the end: every
+speed column is therefore measured again side by side by the last job: every
 preset's model takes a few training steps in turn, round after round, and the
 median per preset is reported (:func:`measure_training_throughput`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import statistics
-import subprocess
-import sys
-import time
+import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from ..train.lm import PRESETS, LMSetup
+from ..configs import check_fields, param
+from ..files import read_jsonl, write_json
+from ..train.lm import PRESETS, DataSource, LMSetup, train_language_model
+from ..train.loss import masked_cross_entropy
+from .harness import Benchmark, Context, Finished, Report, job_key
 from .report import markdown_table
+from .timing import measure_interleaved
 
 
-def measure_training_throughput(presets: list[str], rounds: int = 5, steps_per_round: int = 2,
+def _presets() -> list[str]:
+    return list(PRESETS)
+
+
+@dataclass
+class LMBenchConfig:
+    presets: tuple[str, ...] = param(tuple(PRESETS), axis=True, choices=_presets)
+    steps: int | None = param(None, ge=1)  # every preset's steps (None: the preset's own)
+    throughput_rounds: int = param(5, ge=0)  # rounds of the side-by-side training speed (0: skip it)
+    data: dict[str, Any] = param(factory=dict, schema=DataSource)  # default: the default corpus
+
+    def __post_init__(self):
+        check_fields(self)
+
+    @classmethod
+    def quick(cls, **overrides) -> "LMBenchConfig":
+        """Every preset for 50 steps, 2 speed rounds: minutes, for the table's shape rather than its numbers."""
+        return cls(**{"steps": 50, "throughput_rounds": 2, **overrides})
+
+    def setup(self, preset: str) -> LMSetup:
+        setup = LMSetup.preset(preset)
+        if self.steps is not None:
+            setup.train["steps"] = self.steps
+        return dataclasses.replace(setup, data=dict(self.data))
+
+
+def jobs(cfg: LMBenchConfig) -> list[dict]:
+    """One training per preset (its whole setup), then the side-by-side speed of them all."""
+    trainings = [{"preset": p, "setup": dataclasses.asdict(cfg.setup(p))} for p in cfg.presets]
+    speed = [{"speed_rounds": cfg.throughput_rounds, "setups": {j["preset"]: j["setup"] for j in trainings}}]
+    return trainings + (speed if cfg.throughput_rounds else [])
+
+
+def measure(job: dict, ctx: Context) -> dict:
+    if "speed_rounds" in job:
+        setups = {name: LMSetup(**s) for name, s in job["setups"].items()}
+        return {"tokens_per_s": measure_training_throughput(setups, rounds=job["speed_rounds"])}
+    name, run = job["preset"], ctx.out_dir / job["preset"]
+    marker = run / "job.json"  # which job the folder's checkpoint belongs to
+    other_job = marker.exists() and json.loads(marker.read_text()) != {"key": job_key(job)}
+    if other_job:  # the checkpoint of another setup: start this one afresh
+        for stale in ("checkpoint.pt", "metrics.jsonl", "lm_summary.json"):
+            (run / stale).unlink(missing_ok=True)
+    resume = (run / "checkpoint.pt").exists()  # (a folder without marker: the trainer checks the settings)
+    write_json(marker, {"key": job_key(job)})
+    summary = train_language_model(LMSetup(**job["setup"]), run, name=name, resume=resume, progress=ctx.progress)
+    curve = [(r["step"], r.get("eval_loss")) for r in read_jsonl(run / "metrics.jsonl")]
+    return {**summary, "preset": name, "mixer": job["setup"]["model"]["mixer"], "curve": curve}
+
+
+def measure_training_throughput(presets: list[str] | dict[str, LMSetup], rounds: int = 5, steps_per_round: int = 2,
                                 seed: int = 0) -> dict[str, float]:
     """Training tokens/s of each preset's model, measured side by side in this process.
 
     Each model takes ``steps_per_round`` AdamW steps (forward, cross-entropy, backward, update)
     on a random batch of its preset's shape (batch_size x seq_len tokens), preset after preset,
-    for ``rounds`` rounds after one warm-up step each; returns the median tokens/s per preset.
-    Interleaving puts every preset under the same machine conditions.
+    for ``rounds`` rounds after one warm-up each (:func:`recurlab.bench.timing.measure_interleaved`);
+    returns the median tokens/s per preset.
     """
     from ..models import CausalLM, ModelConfig
 
     if rounds < 1 or steps_per_round < 1:
         raise ValueError(f"rounds and steps_per_round must be >= 1, got {rounds} and {steps_per_round}")
-    runs = {}
-    for name in presets:
-        setup = LMSetup.preset(name)
+    setups = presets if isinstance(presets, dict) else {name: LMSetup.preset(name) for name in presets}
+    fns, tokens = {}, {}
+    for name, setup in setups.items():
         torch.manual_seed(seed)
         model = CausalLM(ModelConfig.from_dict(setup.model)).train()
         ids = torch.randint(0, model.config.vocab_size, (setup.train["batch_size"], setup.seq_len + 1))
-        runs[name] = (model, torch.optim.AdamW(model.parameters(), lr=1e-4), ids)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-    def train_step(model, optimizer, ids):
-        logits, _ = model(ids[:, :-1])
-        loss = F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    for run in runs.values():
-        train_step(*run)  # warm-up: allocator, extension loading
-    samples: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
-            start = time.perf_counter()
+        def steps(model=model, optimizer=optimizer, ids=ids):
             for _ in range(steps_per_round):
-                train_step(*run)
-            tokens = steps_per_round * run[2][:, :-1].numel()
-            samples[name].append(tokens / (time.perf_counter() - start))
-    return {name: statistics.median(v) for name, v in samples.items()}
+                logits, _ = model(ids[:, :-1])
+                optimizer.zero_grad(set_to_none=True)
+                masked_cross_entropy(logits, ids[:, 1:]).backward()
+                optimizer.step()
+
+        fns[name], tokens[name] = steps, steps_per_round * ids[:, :-1].numel()
+    timings = measure_interleaved(fns, repeats=rounds, budget_s=math.inf, device=torch.device("cpu"))
+    return {name: tokens[name] / t.median_s for name, t in timings.items()}
 
 
-def run_lm_bench(presets: list[str], out_dir: Path, steps: int | None = None, progress=print,
-                 throughput_rounds: int = 5) -> dict:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for name in presets:
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
-        run = out_dir / name
-        summary_path = run / "lm_summary.json"
-        if not summary_path.exists():
-            progress(f"training {name} ...")
-            cmd = [sys.executable, "-m", "recurlab.cli", "train", "--preset", name, "--out", str(run)]
-            if steps:
-                cmd += ["--steps", str(steps)]
-            if (run / "checkpoint.pt").exists():
-                cmd.append("--resume")
-            subprocess.run(cmd, check=True)
-        summary = json.loads(summary_path.read_text())
-        curve = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        rows.append({**summary, "preset": name, "mixer": PRESETS[name]["model"]["mixer"],
-                     "curve": [(r["step"], r.get("eval_loss")) for r in curve]})
-        progress(f"{name}: {summary['val_bits_per_byte']:.3f} bits per byte, {summary['train_tokens_per_s']:,.0f} tokens/s")
-    if throughput_rounds:
-        progress(f"measuring training speed side by side ({throughput_rounds} rounds) ...")
-        speeds = measure_training_throughput(presets, rounds=throughput_rounds)
-        for r in rows:
-            r["side_by_side_tokens_per_s"] = speeds[r["preset"]]
-    result = {"rows": rows, "environment": {"torch": torch.__version__, "threads": torch.get_num_threads()}}
-    (out_dir / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (out_dir / "results.md").write_text(render_markdown(result))
-    plot_lm(result, out_dir / "lm.png")
-    return result
+def report(cfg: LMBenchConfig, finished: Finished) -> Report:
+    rows = [dict(result) for job, result in finished if "preset" in job]
+    for job, result in finished:
+        if "speed_rounds" in job:
+            for r in rows:
+                r["side_by_side_tokens_per_s"] = result["tokens_per_s"][r["preset"]]
+    result = {"rows": rows}
+    return Report(render_markdown(result), result, lambda path: plot_lm(result, path))
+
+
+def summary(job: dict, result: dict) -> str:
+    if "speed_rounds" in job:
+        return "side by side: " + ", ".join(f"{k} {v:,.0f}" for k, v in result["tokens_per_s"].items()) + " tokens/s"
+    return (f"{job['preset']}: {result['val_bits_per_byte']:.3f} bits per byte, "
+            f"{result['train_tokens_per_s']:,.0f} tokens/s")
+
+
+BENCHMARK = Benchmark("lm", LMBenchConfig, jobs, measure, report, plot_file="lm.png", out="runs/lm-bench",
+                      label=lambda job: job.get("preset", "training speed side by side"), summary=summary)
 
 
 def render_markdown(result: dict) -> str:
@@ -120,7 +154,7 @@ def render_markdown(result: dict) -> str:
             + markdown_table(header, body) + "\n")
 
 
-def plot_lm(result: dict, path: Path) -> Path:
+def plot_lm(result: dict, path: Path) -> None:
     import math
 
     import matplotlib
@@ -142,4 +176,3 @@ def plot_lm(result: dict, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return path

@@ -1,13 +1,14 @@
-"""``recurlab bench mqar``: the Zoology MQAR comparison, every unit, on a CPU (``recurlab demo`` runs
-its quick form).
+"""``recurlab bench mqar``: the Zoology MQAR comparison, every unit, on a CPU.
+
+``recurlab demo`` runs its quick form.
 
 For every (mixer, width, sequence length) it trains a 2-layer CausalLM of token
 mixers only (no channel mixer, as in Zoology) on MQAR with each learning rate of
 a small sweep, keeps the best evaluation accuracy, and writes
 
-    runs.jsonl       every finished training run (the sweep resumes from it)
-    results.json     the best run per (mixer, d_model, seq_len): mixer, d_model, seq_len,
-                     num_kv_pairs, lr, accuracy, params, seconds, steps
+    runs.jsonl       every finished training run (the sweep resumes from it; see bench.harness)
+    results.json     "rows": the best run per (mixer, d_model, seq_len): mixer, d_model, seq_len,
+                     num_kv_pairs, lr, accuracy, params, seconds, steps; and the config
     results.md       accuracy table, mixers x (seq_len, d_model)
     mqar.png         Zoology's figure: accuracy vs width, one line per mixer, one panel per length
 
@@ -18,41 +19,46 @@ differs in scale from the paper.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-from tqdm.auto import tqdm
-
-from .. import __version__, perf
-from ..tasks import MQARConfig, SequenceTask, multi_query_associative_recall
+from .. import layers
+from ..configs import check_fields, param
+from ..tasks import MQARConfig, multi_query_associative_recall
 from ..train import TrainConfig, Trainer
 from ..train.tasks import recall_model
 from ..train.trainer import seed_everything
+from .harness import Benchmark, Context, Finished, Report, RunLog, settings
 from .report import markdown_table
 
 DEFAULT_MIXERS = ("attention", "gla", "mingru", "gam", "rwkv", "baseconv", "hyena", "gru", "liger")
 
 
+def _token_mixers() -> list[str]:
+    return layers.names("token")
+
+
 @dataclass
 class MQARBenchConfig:
-    mixers: tuple[str, ...] = DEFAULT_MIXERS
-    d_models: tuple[int, ...] = (64, 128)
-    seq_lens: tuple[int, ...] = (64, 128)
-    kv_per_token: float = 1 / 16  # num_kv_pairs = seq_len / 16: Zoology's (64, 4), (128, 8), (256, 16)
-    vocab_size: int = 512
-    lrs: tuple[float, ...] = (3e-3, 1e-3)
-    train_examples: int = 50_000
-    eval_examples: int = 500
-    max_steps: int = 2000
-    batch_size: int = 64
-    eval_every: int = 250
-    early_stop_accuracy: float = 0.99
-    n_layers: int = 2
-    seed: int = 0
-    mixer_kwargs: dict = field(default_factory=dict)
+    mixers: tuple[str, ...] = param(DEFAULT_MIXERS, axis=True, choices=_token_mixers)
+    d_models: tuple[int, ...] = param((64, 128), axis=True, ge=1)
+    seq_lens: tuple[int, ...] = param((64, 128), axis=True, ge=4)
+    lrs: tuple[float, ...] = param((3e-3, 1e-3), axis=True, gt=0)
+    kv_per_token: float = param(1 / 16, gt=0, le=0.25)  # num_kv_pairs = seq_len / 16: Zoology's (64, 4), (128, 8)
+    vocab_size: int = param(512, ge=8)
+    train_examples: int = param(50_000, ge=1)
+    eval_examples: int = param(500, ge=1)
+    max_steps: int = param(2000, ge=1)
+    batch_size: int = param(64, ge=1)
+    eval_every: int = param(250, ge=1)
+    early_stop_accuracy: float = param(0.99, gt=0, le=1)
+    n_layers: int = param(2, ge=1)
+    seed: int = param(0, ge=0)
+    mixer_kwargs: dict[str, dict] = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_fields(self)
 
     @classmethod
     def quick(cls, **overrides) -> "MQARBenchConfig":
@@ -71,80 +77,34 @@ class MQARBenchConfig:
         return {mixer: kwargs} if kwargs else {}
 
 
-def _key(row: dict) -> tuple:
-    return (row["mixer"], row["d_model"], row["seq_len"], row["lr"])
+def jobs(cfg: MQARBenchConfig) -> list[dict]:
+    """One training run per (length, width, mixer, learning rate), with every setting of the sweep."""
+    shared = settings(cfg)
+    return [{"mixer": m, "d_model": d, "seq_len": L, "lr": lr, "settings": shared}
+            for L in cfg.seq_lens for d in cfg.d_models for m in cfg.mixers for lr in cfg.lrs]
 
 
-def protocol_fingerprint(cfg: MQARBenchConfig) -> str:
-    """A hash of everything that changes a run's outcome except which (mixer, width, length, lr) it is:
-    finished runs are reused only under the same protocol."""
-    import hashlib
-
-    fixed = {k: v for k, v in asdict(cfg).items() if k not in ("mixers", "d_models", "seq_lens", "lrs")}
-    return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def run_mqar_bench(cfg: MQARBenchConfig, out_dir: Path, progress=tqdm.write) -> dict:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    runs_path = out_dir / "runs.jsonl"
-    protocol = protocol_fingerprint(cfg)
-    done = {}
-    if runs_path.exists():  # resume an interrupted sweep: reuse runs made under the same protocol
-        for line in runs_path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                if row.get("protocol") == protocol:
-                    done[_key(row)] = row
-        if done:
-            progress(f"reusing {len(done)} finished runs from {runs_path}")
-    data: dict[int, tuple[SequenceTask, SequenceTask]] = {}
-    jobs = [(L, d, m) for L in cfg.seq_lens for d in cfg.d_models for m in cfg.mixers]
-    bar = tqdm(jobs, desc="mqar", unit="model")
-    result = _write_results(cfg, done, out_dir) if not jobs else None
-    for L, d, mixer in bar:
-        for lr in cfg.lrs:
-            key = (mixer, d, L, lr)
-            if key in done:
-                row = done[key]
-            else:
-                if L not in data:
-                    mq = MQARConfig(seq_len=L, num_kv_pairs=cfg.num_kv_pairs(L), vocab_size=cfg.vocab_size)
-                    data[L] = (multi_query_associative_recall(cfg.train_examples, mq, seed=2 * cfg.seed + 1),
-                               multi_query_associative_recall(cfg.eval_examples, mq, seed=2 * cfg.seed + 2))
-                bar.set_postfix_str(f"{mixer} d={d} L={L} lr={lr:g}")
-                row = {**_train_one(cfg, mixer, d, L, lr, *data[L]), "protocol": protocol}
-                with open(runs_path, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-                done[key] = row
-                progress(f"{mixer:<10} d={d:<4} L={L:<4} lr={lr:<7g} accuracy {row['accuracy']:.3f} "
-                         f"({row['steps']} steps, {row['seconds']:.0f} s)")
-            if row["accuracy"] >= cfg.early_stop_accuracy:
-                break  # no other learning rate can do better
-        result = _write_results(cfg, done, out_dir)  # after every model, so an interrupted sweep still reports
-    return result
+def solved_at_another_rate(cfg: MQARBenchConfig, job: dict, log: RunLog) -> bool:
+    """A learning rate is not tried once an earlier one of the sweep reached the early-stop accuracy
+    (no other rate can do better)."""
+    for lr in cfg.lrs[:cfg.lrs.index(job["lr"])]:
+        earlier = log.get({**job, "lr": lr})
+        if earlier is not None and earlier["accuracy"] >= cfg.early_stop_accuracy:
+            return True
+    return False
 
 
-def _write_results(cfg: MQARBenchConfig, done: dict, out_dir: Path) -> dict:
-    rows = _best_rows([done[k] for k in done if k[0] in cfg.mixers and k[1] in cfg.d_models and k[2] in cfg.seq_lens
-                       and k[3] in cfg.lrs])
-    result = {"config": asdict(cfg), "environment": {"recurlab": __version__, "torch": torch.__version__,
-                                                     "threads": torch.get_num_threads(),
-                                                     "allocator_tuned": perf.allocator_tuned()},
-              "rows": rows}
-    (out_dir / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (out_dir / "config.json").write_text(json.dumps(result["config"], indent=2) + "\n")
-    (out_dir / "results.md").write_text(render_markdown(result))
-    plot_mqar(result, out_dir / "mqar.png")
-    return result
-
-
-def _train_one(cfg: MQARBenchConfig, mixer: str, d: int, L: int, lr: float,
-               train: SequenceTask, evaluation: SequenceTask) -> dict:
+def measure(job: dict, ctx: Context) -> dict:
+    cfg, mixer, d, L, lr = MQARBenchConfig(**job["settings"]), job["mixer"], job["d_model"], job["seq_len"], job["lr"]
+    mq = MQARConfig(seq_len=L, num_kv_pairs=cfg.num_kv_pairs(L), vocab_size=cfg.vocab_size)
+    train, evaluation = ctx.cached((L, mq.num_kv_pairs, mq.vocab_size, cfg.train_examples, cfg.eval_examples, cfg.seed), lambda: (
+        multi_query_associative_recall(cfg.train_examples, mq, seed=2 * cfg.seed + 1),
+        multi_query_associative_recall(cfg.eval_examples, mq, seed=2 * cfg.seed + 2)))
     seed_everything(cfg.seed)
     model = recall_model(mixer, d, cfg.vocab_size, cfg.n_layers, cfg.mixer_arguments(mixer, L))
     train_cfg = TrainConfig(steps=cfg.max_steps, batch_size=cfg.batch_size, lr=lr, eval_every=cfg.eval_every,
                             early_stop_accuracy=cfg.early_stop_accuracy, seed=cfg.seed, precision="fp32",
-                            progress=False)
+                            progress=ctx.progress)
     start = time.perf_counter()
     summary = Trainer(model, train, evaluation, train_cfg).fit()
     return {"mixer": mixer, "d_model": d, "seq_len": L, "num_kv_pairs": cfg.num_kv_pairs(L), "lr": lr,
@@ -153,13 +113,51 @@ def _train_one(cfg: MQARBenchConfig, mixer: str, d: int, L: int, lr: float,
             "steps": summary["step"]}
 
 
-def _best_rows(runs: list[dict]) -> list[dict]:
+def best_rows(runs: list[dict]) -> list[dict]:
+    """The best learning rate's run per (mixer, d_model, seq_len)."""
     best: dict[tuple, dict] = {}
     for r in runs:
         k = (r["mixer"], r["d_model"], r["seq_len"])
         if k not in best or r["accuracy"] > best[k]["accuracy"]:
             best[k] = r
     return sorted(best.values(), key=lambda r: (r["seq_len"], r["mixer"], r["d_model"]))
+
+
+def report(cfg: MQARBenchConfig, finished: Finished) -> Report:
+    rows = best_rows([result for _, result in finished])
+    result = {"config": asdict(cfg), "rows": rows}
+    return Report(render_markdown(result), {"rows": rows, "runs": [r for _, r in finished]},
+                  lambda path: plot_mqar(result, path))
+
+
+def label(job: dict) -> str:
+    return f"{job['mixer']} d={job['d_model']} L={job['seq_len']} lr={job['lr']:g}"
+
+
+def summary(job: dict, row: dict) -> str:
+    return (f"{row['mixer']:<10} d={row['d_model']:<4} L={row['seq_len']:<4} lr={row['lr']:<7g} accuracy "
+            f"{row['accuracy']:.3f} ({row['steps']} steps, {row['seconds']:.0f} s)")
+
+
+BENCHMARK = Benchmark("mqar", MQARBenchConfig, jobs, measure, report, plot_file="mqar.png",
+                      skip=solved_at_another_rate, label=label, summary=summary)
+
+
+def demo(out: Path, progress: bool = True) -> dict:
+    """``recurlab demo``: the quick sweep, introduced and timed."""
+    from . import harness
+
+    cfg = MQARBenchConfig.quick()
+    print("recurlab demo: how much associative recall does each unit lose against attention?\n"
+          f"Training {len(cfg.mixers) * len(cfg.d_models)} small models on MQAR (Zoology) — "
+          f"{', '.join(cfg.mixers)} at widths {', '.join(map(str, cfg.d_models))}, sequence length {cfg.seq_lens[0]}, "
+          f"{cfg.num_kv_pairs(cfg.seq_lens[0])} key-value pairs. About 5-10 minutes on 2 CPU cores.\n", flush=True)
+    start = time.perf_counter()
+    result = harness.run(BENCHMARK, cfg, out, progress=progress)
+    print("\n" + (Path(out) / "results.md").read_text())
+    print(f"plot: {Path(out) / 'mqar.png'}   (finished in {(time.perf_counter() - start) / 60:.1f} min; "
+          f"the full sweep: recurlab bench mqar; docs/mqar.md explains the protocol)")
+    return result
 
 
 def render_markdown(result: dict) -> str:

@@ -21,18 +21,15 @@ read b, write h) is compared with ``copy_`` bandwidth measured in the same run.
 
 from __future__ import annotations
 
-import json
-import platform
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from .. import __version__, ops, perf
-from ..ops import _cpu_ext
+from .. import ops, perf
+from ..configs import check_fields, param
+from .harness import Benchmark, Context, Finished, Report, settings
 from .report import markdown_table, plot_time_vs_length
 from .timing import measure_interleaved
 
@@ -42,17 +39,20 @@ COPY_BYTES = 1 << 28
 
 @dataclass
 class OpsBenchConfig:
-    seq_lens: tuple[int, ...] = (256, 1024, 4096, 16384)
-    batch: int = 8
-    width: int = 256  # D of diag_scan, hidden size of nn.GRU, model width of attention
-    heads: int = 4
-    head_dim: int = 64  # K = V of gla, Dh of attention
-    repeats: int = 5
-    budget_s: float = 20.0  # per measurement: stop repeating once spent (at least one run)
-    max_reference_gla_len: int = 4096  # its autograd graph keeps ~3 (B, H, K, V) tensors per step
-    max_extreme_decay_gla_len: int = 4096  # secondary chunking's (B, H, T, 16, K) temporaries grow past GBs
-    device: str = "cpu"
-    dtype: str = "float32"
+    seq_lens: tuple[int, ...] = param((256, 1024, 4096, 16384), axis=True, ge=1)
+    batch: int = param(8, ge=1)
+    width: int = param(256, ge=1)  # D of diag_scan, hidden size of nn.GRU, model width of attention
+    heads: int = param(4, ge=1)
+    head_dim: int = param(64, ge=1)  # K = V of gla, Dh of attention
+    repeats: int = param(5, ge=1)
+    budget_s: float = param(20.0, gt=0)  # per measurement: stop repeating once spent (at least one run)
+    max_reference_gla_len: int = param(4096, ge=1)  # its autograd graph keeps ~3 (B, H, K, V) tensors per step
+    max_extreme_decay_gla_len: int = param(4096, ge=1)  # secondary chunking's (B, H, T, 16, K) temporaries grow past GBs
+    device: str = param("cpu", choices=("cpu", "cuda"))
+    dtype: str = param("float32", choices=("float32", "float64", "bfloat16", "float16"))
+
+    def __post_init__(self):
+        check_fields(self)
 
     @classmethod
     def quick(cls, **overrides) -> "OpsBenchConfig":
@@ -223,70 +223,70 @@ def check_correctness(device: torch.device) -> list[str]:
     return failures
 
 
-def run_ops_bench(cfg: OpsBenchConfig, out_dir: Path, json_path: Path | None = None, progress=tqdm.write) -> dict:
-    """Run the benchmark, write results.json, results.md and time_vs_length.png; return the results."""
+def check(cfg: OpsBenchConfig) -> list[str]:
+    failures = check_correctness(torch.device(cfg.device))
+    return ["backends disagree with reference: " + "; ".join(failures)] if failures else []
+
+
+def jobs(cfg: OpsBenchConfig) -> list[dict]:
+    """One job per length: every case at that length is timed side by side."""
+    return [{"T": T, "settings": settings(cfg)} for T in cfg.seq_lens]
+
+
+def measure(job: dict, ctx: Context) -> dict:
+    """Every case at length T, forward then forward+backward, round-robin; and the copy bandwidth,
+    sampled in the same rotation so that it sees the same machine state."""
+    cfg, T = OpsBenchConfig(**job["settings"]), job["T"]
     device = torch.device(cfg.device)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    failures = check_correctness(device)
-    if failures:
-        raise RuntimeError("refusing to report speeds: backends disagree with reference:\n  " + "\n  ".join(failures))
-    progress("correctness: every backend matches reference (values and gradients)")
     copy_src = torch.ones(COPY_BYTES // 4, device=device)
     copy_dst = torch.empty_like(copy_src)
-    copy_fn = lambda: copy_dst.copy_(copy_src)  # noqa: E731
-    copy_gbs: dict[int, float] = {}
-    rows: list[Row] = []
-    cases = _cases(cfg)
-    bar = tqdm(total=len(cfg.seq_lens) * len(cases), desc="bench ops", unit="case")
-    for T in cfg.seq_lens:
-        # every case at this length is timed side by side (round-robin), forward then forward+backward
-        built, warmup = {}, {}
-        for case in cases:
-            row = Row(case.op, case.backend, case.label, T)
-            rows.append(row)
-            if case.max_len is not None and T > case.max_len:
-                row.skipped = case.skip_reason
-                bar.update(1)
-                continue
-            built[case.label] = case.build(T)
-            warmup[case.label] = 0 if case.slow else 1
-        bar.set_postfix_str(f"T={T}: forward")
-        # the copy bandwidth is sampled in the same rotation, so it sees the same machine state
-        t_fwd = measure_interleaved({COPY: copy_fn, **{k: f for k, (f, _) in built.items()}}, repeats=cfg.repeats,
-                                    budget_s=cfg.budget_s, device=device, warmup={COPY: 1, **warmup})
-        copy_gbs[T] = 2 * copy_src.numel() * copy_src.element_size() / t_fwd[COPY].median_s / 1e9
-        bar.set_postfix_str(f"T={T}: forward+backward")
-        t_fb = measure_interleaved({k: fb for k, (_, fb) in built.items()}, repeats=cfg.repeats,
-                                   budget_s=cfg.budget_s, device=device, warmup=warmup)
-        del built
-        for row in rows[-len(cases):]:
-            if row.skipped:
-                continue
+    built, warmup, rows = {}, {}, []
+    for case in _cases(cfg):
+        row = Row(case.op, case.backend, case.label, T)
+        rows.append(row)
+        if case.max_len is not None and T > case.max_len:
+            row.skipped = case.skip_reason
+            continue
+        built[case.label] = case.build(T)
+        warmup[case.label] = 0 if case.slow else 1
+    t_fwd = measure_interleaved({COPY: lambda: copy_dst.copy_(copy_src), **{k: f for k, (f, _) in built.items()}},
+                                repeats=cfg.repeats, budget_s=cfg.budget_s, device=device,
+                                warmup={COPY: 1, **warmup})
+    copy_gbs = 2 * copy_src.numel() * copy_src.element_size() / t_fwd[COPY].median_s / 1e9
+    t_fb = measure_interleaved({k: fb for k, (_, fb) in built.items()}, repeats=cfg.repeats,
+                               budget_s=cfg.budget_s, device=device, warmup=warmup)
+    for row in rows:
+        if not row.skipped:
             row.fwd_ms, row.fwd_bwd_ms = t_fwd[row.label].ms, t_fb[row.label].ms
             row.fwd_runs, row.fwd_bwd_runs = len(t_fwd[row.label].runs_s), len(t_fb[row.label].runs_s)
             row.tokens_per_s = cfg.batch * T / t_fb[row.label].median_s
-            bar.update(1)
-            progress(f"T={T:>6} {row.label:<26} fwd {row.fwd_ms:10.2f} ms   fwd+bwd {row.fwd_bwd_ms:10.2f} ms")
-    bar.close()
-    del copy_src, copy_dst
+            ctx.echo(f"T={T:>6} {row.label:<26} fwd {row.fwd_ms:10.2f} ms   fwd+bwd {row.fwd_bwd_ms:10.2f} ms")
+    return {"rows": [asdict(r) for r in rows], "copy_gbs": copy_gbs}
+
+
+def report(cfg: OpsBenchConfig, finished: Finished) -> Report:
+    rows = [Row(**r) for _, result in finished for r in result["rows"]]
+    copy_gbs = {job["T"]: result["copy_gbs"] for job, result in finished}
     _add_ratios(rows)
-    bandwidth = _bandwidth_rows(rows, cfg, copy_gbs)
-    result = {
-        "config": asdict(cfg),
-        "environment": _environment(),
-        "copy_bandwidth_gbs": {str(T): gbs for T, gbs in copy_gbs.items()},
-        "rows": [asdict(r) for r in rows],
-        "bandwidth": bandwidth,
-    }
-    json_path = json_path or out_dir / "results.json"
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=2))
-    (out_dir / "results.md").write_text(render_markdown(result))
-    plot_time_vs_length(
-        [r for r in result["rows"] if not r["skipped"]], out_dir / "time_vs_length.png",
-        title=f"recurlab ops, B={cfg.batch}, D={cfg.width}, {result['environment']['threads']} threads",
-    )
-    return result
+    result = {"config": asdict(cfg), "environment": {**perf.environment(), "cpu_kernels": _kernel_status()},
+              "copy_bandwidth_gbs": {str(T): gbs for T, gbs in copy_gbs.items()},
+              "rows": [asdict(r) for r in rows], "bandwidth": _bandwidth_rows(rows, cfg, copy_gbs)}
+    title = f"recurlab ops, B={cfg.batch}, D={cfg.width}, {result['environment']['threads']} threads"
+    data = {"cpu_kernels": result["environment"]["cpu_kernels"],
+            **{k: result[k] for k in ("copy_bandwidth_gbs", "rows", "bandwidth")}}
+    return Report(render_markdown(result), data,
+                  lambda path: plot_time_vs_length([r for r in result["rows"] if not r["skipped"]], path, title=title))
+
+
+def _kernel_status() -> dict:
+    from ..ops import _cpu_ext
+
+    return _cpu_ext.status()
+
+
+# timings are measured afresh on every run: a run after a code change must not report old numbers
+BENCHMARK = Benchmark("ops", OpsBenchConfig, jobs, measure, report, plot_file="time_vs_length.png", check=check,
+                      label=lambda job: f"T={job['T']}", resume=False)
 
 
 def _add_ratios(rows: list[Row]) -> None:
@@ -312,19 +312,6 @@ def _bandwidth_rows(rows: list[Row], cfg: OpsBenchConfig, copy_gbs: dict[int, fl
     return out
 
 
-def _environment() -> dict:
-    return {
-        "recurlab": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "threads": torch.get_num_threads(),
-        "cpu_kernels": _cpu_ext.status(),
-        "allocator_tuned": perf.allocator_tuned(),
-    }
-
-
 def _fmt(x: float | None, spec: str = ".2f") -> str:
     return "—" if x is None else format(x, spec)
 
@@ -332,7 +319,7 @@ def _fmt(x: float | None, spec: str = ".2f") -> str:
 def render_markdown(result: dict) -> str:
     cfg, env = result["config"], result["environment"]
     lines = [
-        f"# recurlab bench ops\n",
+        "# recurlab bench ops\n",
         f"B={cfg['batch']}, D={cfg['width']} (diag_scan, nn.GRU), H={cfg['heads']}, K=V={cfg['head_dim']} (gla, attention), "
         f"{cfg['dtype']} on {cfg['device']}, {env['threads']} threads, torch {env['torch']}, "
         f"allocator tuned: {env['allocator_tuned']}. Median of up to {cfg['repeats']} runs "

@@ -47,28 +47,43 @@ def measure(fn: Callable[[], object], *, repeats: int, budget_s: float, device: 
     return Timing(statistics.median(runs), runs)
 
 
-def measure_interleaved(fns: dict[str, Callable[[], object]], *, repeats: int, budget_s: float,
-                        device: torch.device, warmup: dict[str, int] | None = None) -> dict[str, Timing]:
+def measure_interleaved(fns: dict[str, Callable[..., object]], *, repeats: int, budget_s: float,
+                        device: torch.device, warmup: dict[str, int] | None = None,
+                        setup: dict[str, Callable[[], object]] | None = None) -> dict[str, Timing]:
     """Time several functions side by side: round-robin, one run of each per round.
 
     Machine noise (other tenants, frequency changes) then hits every candidate
     alike, so their ratios are steadier than with one block of runs each. A
     function leaves the rotation after ``repeats`` runs or once its runs exceed
-    ``budget_s`` seconds (keeping at least one).
+    ``budget_s`` seconds (keeping at least one). Every side-by-side measurement
+    of recurlab (ops, layers, training and decoding speed) goes through here.
+
+    ``setup[name]``, when given, runs untimed before every run of ``fns[name]``
+    (warm-ups included) and its return value is passed to it: a decoding
+    benchmark prefills there and times only the decoding.
     """
-    warmup = warmup or {}
-    for name, fn in fns.items():
+    warmup, setup = warmup or {}, setup or {}
+
+    def call(name):
+        if name in setup:
+            prepared = setup[name]()
+            synchronize(device)
+            start = time.perf_counter()
+            fns[name](prepared)
+        else:
+            start = time.perf_counter()
+            fns[name]()
+        synchronize(device)
+        return time.perf_counter() - start
+
+    for name in fns:
         for _ in range(warmup.get(name, 1)):
-            fn()
-    synchronize(device)
+            call(name)
     runs: dict[str, list[float]] = {name: [] for name in fns}
     active = list(fns)
     while active:
         for name in list(active):
-            start = time.perf_counter()
-            fns[name]()
-            synchronize(device)
-            runs[name].append(time.perf_counter() - start)
+            runs[name].append(call(name))
             if len(runs[name]) >= repeats or sum(runs[name]) >= budget_s:
                 active.remove(name)
     return {name: Timing(statistics.median(r), r) for name, r in runs.items()}

@@ -15,7 +15,6 @@ the ``Stack`` depth module through ``ModelConfig.memory_layer``.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 

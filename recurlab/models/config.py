@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .. import layers
+from ..configs import check_fields
 from .depth import check_depth_kwargs, depth_names
 
 
@@ -63,6 +64,7 @@ class ModelConfig:
 
     def validate(self) -> None:
         """A ValueError naming the first field that has the wrong type or value."""
+        check_fields(self)  # every field's type, from its annotation, errors naming the key
         for name in ("vocab_size", "d_model", "n_layers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

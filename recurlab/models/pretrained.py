@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
+from ..files import atomic_path, write_json
 from .config import ModelConfig
 
 FORMAT = "recurlab-causal-lm"
@@ -37,16 +37,13 @@ def save_pretrained(model, directory: str | Path, tokenizer=None) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = directory / "model.safetensors.tmp"
-    save_file(tensors, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
-    os.replace(tmp, directory / "model.safetensors")
+    with atomic_path(directory / "model.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "recurlab_version": __version__,
             "model": model.config.to_dict(), "files": {"model.safetensors": file_digest(directory / "model.safetensors")}}
     if tokenizer is not None:
         meta["tokenizer"] = tokenizer.to_dict()
-    tmp = directory / "config.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, directory / "config.json")
+    write_json(directory / "config.json", meta)
     return directory
 
 

@@ -39,3 +39,37 @@ def load(name: str) -> ModuleType:
 
 def names() -> list[str]:
     return list(RECIPES)
+
+
+def run_from_cli(name: str, quick: bool, seed: int, out: str | None, overrides: list[str], progress: bool):
+    """``recurlab recipe NAME``: run it (``overrides``: key=value settings of its Config), write and print
+    its results; ``report`` tabulates the results found under ``out``."""
+    import time
+    from pathlib import Path
+
+    if name == "report":
+        from .report import write_report
+
+        if quick or overrides:
+            raise ValueError("recipe report takes only --out, the folder of the recipes' results")
+        path = write_report(out or "docs/results/recipes")
+        print(path.read_text() + f"\nwrote {path}")
+        return
+    from ..configs import override
+
+    module = load(name)
+    config = override(module.Config.quick() if quick else module.Config.full(), overrides) if overrides else None
+    folder = Path(out) if out else Path("bench-results/recipes") / (name + ("-quick" if quick else ""))
+    start = time.perf_counter()
+    try:
+        result = module.run(quick=quick, out_dir=folder, seed=seed, progress=progress, config=config)
+    except ModuleNotFoundError as error:
+        if error.name in ("opacus", "statsmodels", "sklearn"):
+            raise ValueError(f"recipe {name} needs {error.name}: pip install 'recurlab[recipes]' (opacus, "
+                             "statsmodels, scikit-learn)") from None
+        raise
+    result.seconds = time.perf_counter() - start
+    result.write(folder)
+    print(f"{name}: {module.PAPER}\n{result.markdown()}")
+    print(f"{result.seconds / 60:.1f} min; wrote {folder / 'results.json'}, results.md"
+          + "".join(f", {Path(f).name}" for f in result.files))

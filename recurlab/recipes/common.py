@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..files import write_json, write_text
 
 
 @dataclass
@@ -64,9 +64,5 @@ class RecipeResult:
         """Write results.json (atomically) and results.md into out_dir."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        path = out / "results.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
-        (out / "results.md").write_text(self.markdown() + "\n")
-        return path
+        write_text(out / "results.md", self.markdown() + "\n")
+        return write_json(out / "results.json", self.to_dict())

@@ -44,7 +44,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from typing import Any
 
 import numpy as np
 import torch

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from ..files import write_text
 from .base import SequenceTask
 
 KJV_RANGE = "Genesis 1:1-Revelation 22:21"
@@ -69,15 +70,12 @@ def default_corpus() -> str:
     if program is None:
         raise FileNotFoundError(
             "the default corpus needs Debian's bible-kjv-text package (apt-get install bible-kjv-text; "
-            "./run installs it when it can), or give your own text with --data PATH")
+            "./run installs it when it can), or give your own text with --set data.path=PATH")
     raw = subprocess.run([program, "-l0", KJV_RANGE], capture_output=True, text=True, check=True).stdout
     text = re.sub(r"(?m)^[ \t]+\d+ ", "", raw).strip() + "\n"  # "  12 And God said" -> "And God said"
     if len(text) < 1_000_000:
         raise RuntimeError(f"the bible program returned only {len(text)} characters; is bible-kjv-text installed?")
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, cached)
+    write_text(cached, text)
     return text
 
 

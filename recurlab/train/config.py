@@ -6,10 +6,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ..configs import check_fields, param
+
 
 @dataclass
 class TrainConfig:
-    """How to train.
+    """How to train. Every field is checked on construction (type and range; errors name the key).
 
     Attributes:
         steps: optimizer steps in total.
@@ -28,30 +30,24 @@ class TrainConfig:
         progress: show a progress bar.
     """
 
-    steps: int = 1000
-    batch_size: int = 64
-    lr: float = 3e-3
-    warmup_steps: int = 50
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float = 1.0
-    eval_every: int = 100
-    eval_batch_size: int = 256
-    early_stop_accuracy: float | None = None
-    checkpoint_every: int = 0
-    seed: int = 0
-    precision: str = "auto"
+    steps: int = param(1000, ge=1)
+    batch_size: int = param(64, ge=1)
+    lr: float = param(3e-3, gt=0)
+    warmup_steps: int = param(50, ge=0)
+    min_lr_ratio: float = param(0.1, ge=0, le=1)
+    weight_decay: float = param(0.1, ge=0)
+    betas: tuple[float, float] = param((0.9, 0.95), ge=0, lt=1)
+    grad_clip: float = param(1.0, ge=0)
+    eval_every: int = param(100, ge=1)
+    eval_batch_size: int = param(256, ge=1)
+    early_stop_accuracy: float | None = param(None, gt=0, le=1)
+    checkpoint_every: int = param(0, ge=0)
+    seed: int = param(0, ge=0)
+    precision: str = param("auto", choices=("fp32", "bf16", "fp16", "auto"))
     progress: bool = True
 
     def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps} and {self.batch_size}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.precision not in ("fp32", "bf16", "fp16", "auto"):
-            raise ValueError(f"precision must be fp32, bf16, fp16 or auto, got {self.precision!r}")
-        self.betas = tuple(self.betas)
+        check_fields(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -14,14 +14,17 @@ of the validation bytes under the training bytes' frequencies.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..configs import ConfigError, check_fields, checked_as, from_dict, param
+from ..files import write_json
 from ..models import ModelConfig
 from ..tasks.text import (BPETokenizer, ByteTokenizer, default_corpus, language_modelling_task, load_hf_dataset,
                           load_text, split_text)
@@ -51,40 +54,74 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class LMSetup:
-    """Everything ``recurlab train`` needs for a language model (a preset, or a JSON file of this shape)."""
+class DataSource:
+    """Where a language model's text comes from: a .txt file or folder, a saved Hugging Face dataset,
+    or (neither given) the default corpus."""
 
-    model: dict[str, Any]
-    train: dict[str, Any]
-    seq_len: int = 256
-    tokenizer: str = "bytes"  # or "bpe"
-    bpe_vocab_size: int = 4096
-    val_fraction: float = 0.05
-    data: dict[str, Any] = field(default_factory=dict)  # {"path": ...} or {"hf_dataset": ..., "split": ...}
+    path: str | None = None
+    hf_dataset: str | None = None
+    split: str = "train"
+    text_field: str = "text"
+
+    def __post_init__(self):
+        check_fields(self)
+        if self.path is not None and self.hf_dataset is not None:
+            raise ValueError("give data.path or data.hf_dataset, not both")
+
+    def load_text(self) -> str:
+        if self.path is not None:
+            text, where = load_text(self.path), f"data.path {self.path}"
+        elif self.hf_dataset is not None:
+            text, where = load_hf_dataset(self.hf_dataset, self.split, self.text_field), f"data.hf_dataset {self.hf_dataset}"
+        else:
+            return default_corpus()
+        if not text.strip():
+            raise ValueError(f"{where} holds no text to train on")
+        return text
+
+
+@dataclass
+class LMSetup:
+    """Everything ``recurlab train`` needs for a language model (a preset, or a JSON file of this shape).
+
+    ``model`` holds ModelConfig's keys (vocab_size comes from the tokenizer), ``train`` TrainConfig's,
+    ``data`` DataSource's; all of them are checked on construction, before any data is read.
+    """
+
+    model: dict[str, Any] = param(schema=ModelConfig)
+    train: dict[str, Any] = param(schema=TrainConfig)
+    seq_len: int = param(256, ge=1)
+    tokenizer: str = param("bytes", choices=("bytes", "bpe"))
+    bpe_vocab_size: int = param(4096, ge=257)
+    val_fraction: float = param(0.05, gt=0, lt=1)
+    data: dict[str, Any] = param(factory=dict, schema=DataSource)  # {"path": ...} or {"hf_dataset": ..., "split": ...}
+
+    def __post_init__(self):
+        check_fields(self)
+        vocab = 256 if self.tokenizer == "bytes" else self.bpe_vocab_size
+        checked_as("model", lambda: ModelConfig.from_dict({**self.model, "vocab_size": vocab}))
+        checked_as("train", lambda: TrainConfig.from_dict(self.train))
+        checked_as("data", lambda: DataSource(**self.data))
 
     @classmethod
     def preset(cls, name: str) -> "LMSetup":
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
-        spec = json.loads(json.dumps(PRESETS[name]))  # a deep copy
-        return cls(**spec)
+        return cls(**json.loads(json.dumps(PRESETS[name])))  # a deep copy
 
     @classmethod
     def from_file(cls, path: str | Path) -> "LMSetup":
-        spec = json.loads(Path(path).read_text())
-        valid = set(cls.__dataclass_fields__)
-        unknown = set(spec) - valid
-        if unknown:
-            raise ValueError(f"unknown key(s) {sorted(unknown)} in {path}; valid keys: {sorted(valid)}")
-        return cls(**spec)
+        try:
+            spec = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not JSON: {error}") from None
+        try:
+            return from_dict(cls, spec)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error.key}", error.problem) from None
 
     def load_text(self) -> str:
-        if "path" in self.data:
-            return load_text(self.data["path"])
-        if "hf_dataset" in self.data:
-            return load_hf_dataset(self.data["hf_dataset"], self.data.get("split", "train"),
-                                   self.data.get("text_field", "text"))
-        return default_corpus()
+        return DataSource(**self.data).load_text()
 
     def build(self):
         """(model config, train config, tokenizer, train task, validation task, validation bytes, unigram bpb)."""
@@ -92,10 +129,8 @@ class LMSetup:
         train_text, val_text = split_text(text, self.val_fraction)
         if self.tokenizer == "bytes":
             tokenizer = ByteTokenizer()
-        elif self.tokenizer == "bpe":
-            tokenizer = BPETokenizer.train(train_text, self.bpe_vocab_size)
         else:
-            raise ValueError(f"tokenizer must be 'bytes' or 'bpe', got {self.tokenizer!r}")
+            tokenizer = BPETokenizer.train(train_text, self.bpe_vocab_size)
         model_config = ModelConfig.from_dict({**self.model, "vocab_size": tokenizer.vocab_size})
         train_ids, val_ids = tokenizer.encode(train_text), tokenizer.encode(val_text)
         train_task = language_modelling_task(train_ids, self.seq_len, tokenizer.vocab_size)
@@ -105,6 +140,117 @@ class LMSetup:
         bytes_per_token = len(val_text.encode("utf-8")) / max(len(val_ids), 1)
         return (model_config, TrainConfig.from_dict(self.train), tokenizer, train_task, val_task,
                 evaluated_tokens * bytes_per_token, unigram_bits_per_byte(train_text, val_text))
+
+
+def train_language_model(setup: LMSetup, out: str | Path, name: str = "lm", resume: bool = False,
+                         progress: bool = True, overwrite: bool = False) -> dict | None:
+    """``recurlab train --preset``: train, evaluate bits per byte, save the model and ``lm_summary.json``.
+
+    resume / overwrite: as :meth:`recurlab.train.Trainer.fit` (a run folder that holds a checkpoint is
+    continued or started again, never silently replaced). Returns the summary (None on the processes
+    other than rank 0 under torchrun).
+    """
+    from ..models import CausalLM
+    from .distributed import teardown
+    from .trainer import Trainer, evaluate, seed_everything
+
+    out = Path(out)
+    model_config, train_config, tokenizer, train_task, val_task, val_bytes, unigram_bpb = setup.build()
+    train_config = dataclasses.replace(train_config, progress=progress)
+    seed_everything(train_config.seed)
+    model = CausalLM(model_config)
+    params = model.num_parameters()["total"]
+    print(f"{name}: {params:,} parameters, {len(train_task):,} training sequences of {setup.seq_len} tokens; "
+          f"unigram baseline {unigram_bpb:.3f} bits per byte", flush=True)
+    trainer = Trainer(model, train_task, val_task, train_config, out_dir=out)
+    summary = trainer.fit(resume=resume, overwrite=overwrite)
+    result = None
+    if trainer.runtime.is_main:
+        final = evaluate(model, val_task, train_config.eval_batch_size, trainer.runtime.device)
+        tokens_per_s = summary["step"] * train_config.batch_size * setup.seq_len / max(summary["seconds"], 1e-9)
+        model.save_pretrained(out / "model", tokenizer)
+        result = {"run": name, "params": params, "val_loss": final["loss"],
+                  "val_bits_per_byte": bits_per_byte(final["loss"], val_task.inputs.numel(), val_bytes),
+                  "unigram_bits_per_byte": unigram_bpb, "perplexity": math.exp(final["loss"]),
+                  "train_tokens_per_s": tokens_per_s, "steps": summary["step"], "train_seconds": summary["seconds"]}
+        write_json(out / "lm_summary.json", result)
+    teardown()
+    return result
+
+
+def run_from_cli(preset: str | None, config_file: str | None, overrides: list[str], out: str | None, resume: bool,
+                 progress: bool, overwrite: bool = False) -> None:
+    """``recurlab train``: a language model from a preset or a JSON file, else a model on a synthetic task
+    (:class:`recurlab.train.tasks.SyntheticTraining`); ``overrides`` are ``key=value`` settings."""
+    from ..configs import override
+    from .tasks import SyntheticTraining, train_synthetic
+
+    if preset and config_file:
+        raise ValueError("give --preset or --config, not both")
+    if resume and not (out or preset or config_file):
+        raise ValueError("--resume needs --out, the folder of the run to continue")
+    if preset or config_file:
+        name = preset or Path(config_file).stem
+        setup = override(LMSetup.preset(preset) if preset else LMSetup.from_file(config_file), overrides)
+        folder = Path(out or f"runs/{name}")
+        print(f"{'continuing' if resume else 'writing'} the run in {folder}" + ("" if out else " (choose with --out)"),
+              flush=True)
+        result = train_language_model(setup, folder, name, resume=resume, progress=progress, overwrite=overwrite)
+        if result is not None:
+            print(json.dumps(result))
+            print(f"saved the model to {folder / 'model'}; try: recurlab generate --checkpoint {folder} "
+                  "--prompt 'And God said'")
+        return
+    if any(a.split("=")[0] in ("data.path", "data.hf_dataset") for a in overrides):
+        raise ValueError("text data is for language models: add --preset NAME or --config FILE")
+    print(f"writing the run in {out}" if out else "no --out: nothing is written (no checkpoint, no metrics)", flush=True)
+    result = train_synthetic(override(SyntheticTraining(), overrides), out, resume, progress, overwrite)
+    if result is not None:
+        print(json.dumps(result))
+
+
+@dataclass
+class SamplingConfig:
+    """How ``recurlab generate`` continues a prompt."""
+
+    max_new_tokens: int = param(300, ge=1)
+    temperature: float = param(0.8, ge=0)  # 0: greedy
+    top_k: int | None = param(None, ge=1)
+    top_p: float | None = param(None, gt=0, le=1)
+    seed: int = param(0, ge=0)
+
+    def __post_init__(self):
+        check_fields(self)
+
+
+def continue_prompt(directory: str | Path, prompt: str, sampling: SamplingConfig, out=None) -> None:
+    """Stream the continuation of ``prompt`` by the model saved in ``directory`` (or a training run's folder)."""
+    import codecs
+    import sys
+
+    from ..models import CausalLM
+    from ..models.generation import stream
+    from ..models.pretrained import load_tokenizer
+
+    if not prompt:
+        raise ValueError("--prompt must not be empty: the model continues a text")
+    directory = Path(directory)
+    if not (directory / "config.json").exists() and (directory / "model" / "config.json").exists():
+        directory = directory / "model"  # a training run's folder
+    model = CausalLM.from_pretrained(directory)
+    tokenizer = load_tokenizer(directory)
+    if tokenizer is None:
+        raise ValueError(f"{directory} has no tokenizer saved with the model; it cannot decode text")
+    ids = tokenizer.encode(prompt).unsqueeze(0)
+    out = out or sys.stdout
+    out.write(prompt)
+    out.flush()
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace") if tokenizer.name == "bytes" else None
+    for token in stream(model, ids, sampling.max_new_tokens, sampling.temperature, sampling.top_k, sampling.top_p,
+                        sampling.seed):
+        out.write(decoder.decode(bytes([int(token[0])])) if decoder else tokenizer.decode([int(token[0])]))
+        out.flush()
+    out.write("\n")
 
 
 def unigram_bits_per_byte(train_text: str, val_text: str) -> float:

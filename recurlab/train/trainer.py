@@ -24,21 +24,21 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..files import read_jsonl, write_text
 from ..tasks import IGNORE, SequenceTask
 from . import checkpoint, distributed
 from .run_folder import RunFolder
 from .config import TrainConfig
+from .loss import masked_cross_entropy
 from .schedule import warmup_cosine
 
 
@@ -58,8 +58,7 @@ class _LabelledLoss(nn.Module):
     def forward(self, inputs, labels):
         hidden, _ = self.model.features(inputs)
         mask = labels != IGNORE
-        logits = self.model.logits(hidden[mask]).float()
-        loss = F.cross_entropy(logits, labels[mask], reduction="sum")
+        loss = masked_cross_entropy(self.model.logits(hidden[mask]), labels[mask], reduction="sum")
         aux = getattr(self.model, "aux_loss", None)  # router losses of recursion models, per batch
         if aux is not None:
             loss = loss + aux.float() * mask.sum()  # the loss is a sum over labels: scale the mean-like aux term
@@ -92,7 +91,7 @@ def evaluate(model: nn.Module, task: SequenceTask, batch_size: int = 256, device
             hidden, _ = model.features(inputs)
         mask = labels != IGNORE
         logits = model.logits(hidden[mask]).float()
-        loss_sum += F.cross_entropy(logits, labels[mask], reduction="sum").item()
+        loss_sum += masked_cross_entropy(logits, labels[mask], reduction="sum").item()
         count += int(mask.sum())
         correct = torch.zeros_like(labels, dtype=torch.float32)
         correct[mask] = (logits.argmax(-1) == labels[mask]).float()
@@ -325,7 +324,5 @@ def _jsonable(value):
 def _truncate_metrics(path: Path, step: int) -> None:
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    os.replace(tmp, path)
+    keep = [row for row in read_jsonl(path) if row["step"] <= step]
+    write_text(path, "".join(json.dumps(row) + "\n" for row in keep))

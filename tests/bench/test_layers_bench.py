@@ -2,14 +2,19 @@ import json
 
 import pytest
 
+from recurlab.bench import harness
 from recurlab.bench import layers as layers_bench
-from recurlab.bench.layers import LayersBenchConfig, run_layers_bench
+from recurlab.bench.layers import LayersBenchConfig
+
+
+def run_layers_bench(cfg, out):
+    return harness.run(layers_bench.BENCHMARK, cfg, out, progress=False, echo=lambda m: None)
 
 
 def test_tiny_layers_bench_writes_table_plot_and_profile(tmp_path):
     cfg = LayersBenchConfig(mixers=("gru", "mingru", "attention", "gmu"), d_model=16, batch=2, seq_len=32,
                             repeats=2, decode_steps=3, budget_s=2.0, profile=("mingru",))
-    result = run_layers_bench(cfg, tmp_path, progress=lambda m: None)
+    result = run_layers_bench(cfg, tmp_path)
     rows = {r["mixer"]: r for r in json.loads((tmp_path / "results.json").read_text())["rows"]}
     assert set(rows) == {"gru", "mingru", "attention", "gmu"}
     assert rows["gru"]["speedup_vs_gru"] == pytest.approx(1.0)
@@ -23,4 +28,11 @@ def test_tiny_layers_bench_writes_table_plot_and_profile(tmp_path):
 def test_refuses_when_step_disagrees(monkeypatch, tmp_path):
     monkeypatch.setattr(layers_bench, "check_step_equals_forward", lambda name, cfg: f"{name}: broken")
     with pytest.raises(RuntimeError, match="refusing to report speeds: mingru: broken"):
-        run_layers_bench(LayersBenchConfig(mixers=("mingru",), d_model=8, seq_len=8), tmp_path, progress=lambda m: None)
+        run_layers_bench(LayersBenchConfig(mixers=("mingru",), d_model=8, seq_len=8), tmp_path)
+
+
+def test_quick_and_bad_names():
+    q = LayersBenchConfig.quick()
+    assert (q.seq_len, q.repeats, q.decode_steps) == (512, 2, 5)
+    with pytest.raises(ValueError, match="mixers must be one of .*got 'lstm'"):
+        LayersBenchConfig(mixers=("gru", "lstm"))

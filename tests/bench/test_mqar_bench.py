@@ -1,20 +1,26 @@
+import dataclasses
 import json
 
-from recurlab.bench.mqar import MQARBenchConfig, protocol_fingerprint, render_markdown, run_mqar_bench
+from recurlab.bench import harness
+from recurlab.bench.mqar import BENCHMARK, MQARBenchConfig, jobs, render_markdown
 
 TINY = dict(mixers=("attention", "baseconv"), d_models=(16, 32), seq_lens=(16,), vocab_size=32, lrs=(3e-3, 1e-2),
             train_examples=256, eval_examples=64, max_steps=20, batch_size=16, eval_every=10)
 
 
+def run_mqar_bench(cfg, out, progress=None):
+    return harness.run(BENCHMARK, cfg, out, progress=False, echo=progress or (lambda m: None))
+
+
 def test_tiny_sweep_writes_rows_table_plot_and_resumes(tmp_path):
     messages = []
     result = run_mqar_bench(MQARBenchConfig(**TINY), tmp_path, progress=messages.append)
-    rows = json.loads((tmp_path / "results.json").read_text())
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert {(r["mixer"], r["d_model"]) for r in rows} == {("attention", 16), ("attention", 32), ("baseconv", 16), ("baseconv", 32)}
     for r in rows:
         assert {"mixer", "d_model", "seq_len", "num_kv_pairs", "lr", "accuracy", "params", "seconds"} <= set(r)
         assert r["seq_len"] == 16 and r["num_kv_pairs"] == 1 and 0 <= r["accuracy"] <= 1
-    runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    runs = [json.loads(line)["result"] for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     for r in rows:  # the best of the learning rates tried
         tried = [x["accuracy"] for x in runs if (x["mixer"], x["d_model"]) == (r["mixer"], r["d_model"])]
         assert r["accuracy"] == max(tried)
@@ -23,12 +29,27 @@ def test_tiny_sweep_writes_rows_table_plot_and_resumes(tmp_path):
     # a second run reuses every finished run
     messages.clear()
     again = run_mqar_bench(MQARBenchConfig(**TINY), tmp_path, progress=messages.append)
-    assert again["rows"] == result["rows"] and messages == [f"reusing {len(runs)} finished runs from {tmp_path / 'runs.jsonl'}"]
+    assert again["rows"] == result["rows"] and messages == [f"reusing {len(runs)} finished jobs from {tmp_path / 'runs.jsonl'}"]
 
 
-def test_a_changed_protocol_does_not_reuse_runs():
-    assert protocol_fingerprint(MQARBenchConfig(**TINY)) != protocol_fingerprint(MQARBenchConfig(**{**TINY, "max_steps": 30}))
-    assert protocol_fingerprint(MQARBenchConfig(**TINY)) == protocol_fingerprint(MQARBenchConfig(**{**TINY, "mixers": ("gla",)}))
+def test_a_solved_cell_skips_the_other_learning_rates(tmp_path):
+    cfg = MQARBenchConfig(**{**TINY, "mixers": ("attention",), "d_models": (16,), "early_stop_accuracy": 0.01})
+    run_mqar_bench(cfg, tmp_path)
+    runs = (tmp_path / "runs.jsonl").read_text().splitlines()
+    assert [json.loads(line)["job"]["lr"] for line in runs] == [3e-3]  # 1e-2 was not tried
+
+
+def test_every_setting_is_in_the_key_and_the_sweep_axes_are_not():
+    base = MQARBenchConfig(**TINY)
+    keys = {harness.job_key(j) for j in jobs(base)}
+    changed = dict(max_steps=30, kv_per_token=0.125, vocab_size=64, train_examples=128, eval_examples=32, batch_size=8,
+                   eval_every=5, early_stop_accuracy=0.9, n_layers=3, seed=1, mixer_kwargs={"attention": {"heads": 2}})
+    assert set(changed) == {f.name for f in dataclasses.fields(base) if not f.metadata.get("axis")}
+    for name, value in changed.items():  # every setting: no job of the sweep is reused
+        assert not keys & {harness.job_key(j) for j in jobs(dataclasses.replace(base, **{name: value}))}, name
+    # another set of mixers reuses the runs of the mixers both sweeps share
+    fewer = {harness.job_key(j) for j in jobs(dataclasses.replace(base, mixers=("attention",)))}
+    assert fewer < keys
 
 
 def test_quick_is_the_demo_setting():

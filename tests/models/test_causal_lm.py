@@ -3,7 +3,6 @@ import json
 import pytest
 import torch
 
-from recurlab import layers
 from recurlab.models import CausalLM, ModelConfig
 from tests.layers.common import TINY, TOKEN_MIXERS
 

@@ -11,7 +11,7 @@ from recurlab.models.generation import sample_next
 from recurlab.models.pretrained import file_digest, load_tokenizer
 from recurlab.tasks.text import ByteTokenizer
 from recurlab.train.lm import PRESETS, LMSetup
-from tests.models.test_causal_lm import build, model_kinds
+from tests.models.test_causal_lm import build
 
 
 @pytest.mark.parametrize("kind", ["attention", "gla", "mingru", "rwkv", "liger", "sambay", "hybrid", "hyena"])
@@ -146,14 +146,15 @@ def test_loading_a_mismatched_checkpoint_names_the_tensors(tmp_path):
 def test_train_preset_then_generate_from_the_command_line(tmp_path):
     text = "".join(f"And God said unto Moses, Speak unto the children of Israel, day {i}.\n" for i in range(400))
     (tmp_path / "t.txt").write_text(text)
-    run = subprocess.run([sys.executable, "-m", "recurlab.cli", "train", "--preset", "lm-mingru", "--data",
-                          str(tmp_path / "t.txt"), "--steps", "3", "--out", str(tmp_path / "run"), "--no-progress"],
+    run = subprocess.run([sys.executable, "-m", "recurlab.cli", "train", "--preset", "lm-mingru", "--set",
+                          f"data.path={tmp_path / 't.txt'}", "train.steps=3", "--out", str(tmp_path / "run"),
+                          "--no-progress"],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / "lm_summary.json").read_text())
     assert summary["steps"] == 3 and summary["params"] > 3_000_000 and summary["val_bits_per_byte"] > 0
     gen = subprocess.run([sys.executable, "-m", "recurlab.cli", "generate", "--checkpoint", str(tmp_path / "run"),
-                          "--prompt", "And God said", "--max-new-tokens", "20", "--temperature", "0"],
+                          "--prompt", "And God said", "--set", "max_new_tokens=20", "temperature=0"],
                          capture_output=True, text=True, timeout=300)
     assert gen.returncode == 0, gen.stderr[-2000:]
     assert gen.stdout.startswith("And God said") and len(gen.stdout.encode()) >= len("And God said") + 15

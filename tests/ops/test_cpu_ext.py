@@ -25,7 +25,7 @@ def copy_sources(folder: Path) -> Path:
 def test_two_copies_of_the_sources_get_different_build_folders(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "ext"))
     a, b = copy_sources(tmp_path / "a"), copy_sources(tmp_path / "b")
-    names, folders = {}, {}
+    names = {}
     for folder in (a, b):
         monkeypatch.setattr(_cpu_ext, "_source_dir", lambda folder=folder: folder)
         names[folder] = _cpu_ext.extension_name()

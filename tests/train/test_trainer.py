@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from recurlab.models import CausalLM, ModelConfig
 from recurlab.tasks import IGNORE, SequenceTask
 from recurlab.train import TrainConfig, Trainer, evaluate
 from recurlab.train import checkpoint
@@ -18,9 +17,9 @@ from recurlab.train.schedule import warmup_cosine
 from recurlab.train.tasks import SyntheticSetup, recall_model
 from recurlab.train.trainer import seed_everything
 
-TINY_RUN = ["--mixer", "mingru", "--d-model", "16", "--vocab", "64", "--seq-len", "16", "--kv", "2",
-            "--train-examples", "512", "--eval-examples", "64", "--batch-size", "8", "--lr", "3e-3",
-            "--eval-every", "20", "--no-progress"]
+TINY_RUN = ["--set", "model.mixer=mingru", "model.d_model=16", "data.vocab_size=64", "data.seq_len=16",
+            "data.num_kv_pairs=2", "data.train_examples=512", "data.eval_examples=64", "train.batch_size=8",
+            "train.lr=3e-3", "train.eval_every=20", "--no-progress"]
 
 
 def run_cli(args, env=None, **kw):
@@ -116,7 +115,7 @@ def test_configuration_errors(tmp_path):
 
 
 def test_killed_run_resumes_bit_for_bit(tmp_path):
-    steps = ["--steps", "400", "--checkpoint-every", "0"]
+    steps = ["--set", "train.steps=400", "train.checkpoint_every=0"]
     whole = tmp_path / "whole"
     done = run_cli([*TINY_RUN, *steps, "--out", str(whole)], check=True)
     assert json.loads(done.stdout)["step"] == 400
@@ -146,13 +145,13 @@ def test_killed_run_resumes_bit_for_bit(tmp_path):
 
 
 def test_resume_refuses_a_different_configuration(tmp_path):
-    run_cli([*TINY_RUN, "--steps", "20", "--out", str(tmp_path)], check=True)
-    out = run_cli([*TINY_RUN, "--steps", "20", "--lr", "1e-2", "--out", str(tmp_path), "--resume"])
+    run_cli([*TINY_RUN, "--set", "train.steps=20", "--out", str(tmp_path)], check=True)
+    out = run_cli([*TINY_RUN, "--set", "train.steps=20", "train.lr=1e-2", "--out", str(tmp_path), "--resume"])
     assert out.returncode != 0 and "cannot resume: the checkpoint was trained with different lr" in out.stderr
 
 
 def test_two_process_ddp_equals_one_process(tmp_path):
-    args = [*TINY_RUN, "--steps", "60", "--eval-every", "30"]
+    args = [*TINY_RUN, "--set", "train.steps=60", "train.eval_every=30"]
     single = tmp_path / "single"
     run_cli([*args, "--out", str(single)], check=True)
     ddp = tmp_path / "ddp"
