@@ -23,6 +23,8 @@ from .. import layers, perf
 from ..configs import check_fields, param
 from .harness import Benchmark, Context, Finished, Report
 from .report import markdown_table
+from .memory import markdown as memory_markdown
+from .memory import peak_memory_vs_length
 from .timing import measure_interleaved
 
 
@@ -41,14 +43,18 @@ class LayersBenchConfig:
     budget_s: float = param(20.0, gt=0)
     profile: tuple[str, ...] = param(("mingru",), choices=_token_mixers)
     mixer_kwargs: dict[str, dict] = field(default_factory=dict)
+    # peak memory of a prefill (batch 1) against T: sliding windows must grow linearly (issue 13)
+    memory_mixers: tuple[str, ...] = param(("swa", "liger"), choices=_token_mixers)
+    memory_lengths: tuple[int, ...] = param((2048, 8192, 32768), ge=1)
 
     def __post_init__(self):
         check_fields(self)
 
     @classmethod
     def quick(cls, **overrides) -> "LayersBenchConfig":
-        """T = 512, 2 repeats, 5 decode steps: a minute or two on 2 cores."""
-        return cls(**{"seq_len": 512, "repeats": 2, "decode_steps": 5, **overrides})
+        """T = 512, 2 repeats, 5 decode steps, memory up to T = 8192: a minute or two on 2 cores."""
+        return cls(**{"seq_len": 512, "repeats": 2, "decode_steps": 5, "memory_lengths": (1024, 2048, 8192),
+                      **overrides})
 
     def names(self) -> list[str]:
         return list(self.mixers) or layers.names("token")
@@ -154,13 +160,17 @@ def measure(job: dict, ctx: Context) -> dict:
         for row in rows.values():
             row["speedup_vs_gru"] = rows["gru"]["fwd_bwd_ms"] / row["fwd_bwd_ms"]
     profiles = {name: _profile_categories(train_fns[name]) for name in cfg.profile if name in train_fns}
-    return {"rows": list(rows.values()), "profiles": profiles}
+    ctx.echo(f"peak memory of a prefill of {', '.join(cfg.memory_mixers)} at T = "
+             f"{', '.join(map(str, cfg.memory_lengths))}")
+    memory = peak_memory_vs_length(cfg.memory_mixers, cfg.memory_lengths, d, mixer_kwargs=cfg.mixer_kwargs)
+    return {"rows": list(rows.values()), "profiles": profiles, "memory": memory}
 
 
 def report(cfg: LayersBenchConfig, finished: Finished) -> Report:
-    measured = finished[0][1] if finished else {"rows": [], "profiles": {}}
+    measured = finished[0][1] if finished else {"rows": [], "profiles": {}, "memory": []}
     result = {"config": asdict(cfg), "environment": perf.environment(), **measured}
-    return Report(render_markdown(result), {"rows": measured["rows"], "profiles": measured["profiles"]},
+    return Report(render_markdown(result), {"rows": measured["rows"], "profiles": measured["profiles"],
+                                            "memory": measured.get("memory", [])},
                   lambda path: plot_layers(result, path))
 
 
@@ -194,6 +204,11 @@ def render_markdown(result: dict) -> str:
         lines.append(markdown_table(["mixer", "matmul", "recurlab scans", "other"],
                                     [[n, *(f"{100 * p[k]:.0f}%" for k in ("matmul", "recurlab scans", "other"))]
                                      for n, p in result["profiles"].items()]))
+    if result.get("memory"):
+        lines.append("\n## Peak memory of a prefill (batch 1, no gradients) against the length\n")
+        lines.append("Bytes torch allocates during one forward pass (the profiler's running total), above what was "
+                     "allocated before it. Linear growth keeps bytes per token flat.\n")
+        lines.append(memory_markdown(result["memory"]))
     return "\n".join(lines) + "\n"
 
 
@@ -205,7 +220,8 @@ def plot_layers(result: dict, path: Path) -> None:
 
     rows = result["rows"]
     names = [r["mixer"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    memory = result.get("memory", [])
+    fig, axes = plt.subplots(1, 3 if memory else 2, figsize=(18 if memory else 12, 4.5))
     for ax, key, title in ((axes[0], "fwd_bwd_ms", "forward + backward (ms)"),
                            (axes[1], "decode_step_ms", f"decode step after {result['config']['seq_len']} tokens (ms)")):
         ax.bar(names, [r[key] for r in rows], color="tab:blue")
@@ -213,6 +229,21 @@ def plot_layers(result: dict, path: Path) -> None:
         ax.set_title(title)
         ax.tick_params(axis="x", rotation=60)
         ax.grid(True, axis="y", which="both", alpha=0.3)
+    if memory:
+        ax = axes[2]
+        for name in dict.fromkeys(r["mixer"] for r in memory):
+            pts = sorted((r["seq_len"], r["peak_bytes"] / 2**20) for r in memory if r["mixer"] == name)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+        lo = min(r["seq_len"] for r in memory)
+        ref = min(r["peak_bytes"] for r in memory if r["seq_len"] == lo) / 2**20
+        xs = sorted({r["seq_len"] for r in memory})
+        ax.plot(xs, [ref * x / lo for x in xs], "k:", linewidth=1, label="linear")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length T")
+        ax.set_title("peak memory of a prefill (MiB)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
     cfg = result["config"]
     fig.suptitle(f"token mixers, d_model={cfg['d_model']}, B={cfg['batch']}, T={cfg['seq_len']}")
     fig.tight_layout()

@@ -13,7 +13,9 @@ def run_layers_bench(cfg, out):
 
 def test_tiny_layers_bench_writes_table_plot_and_profile(tmp_path):
     cfg = LayersBenchConfig(mixers=("gru", "mingru", "attention", "gmu"), d_model=16, batch=2, seq_len=32,
-                            repeats=2, decode_steps=3, budget_s=2.0, profile=("mingru",))
+                            repeats=2, decode_steps=3, budget_s=2.0, profile=("mingru",),
+                            memory_mixers=("swa", "attention"), memory_lengths=(512, 2048),
+                            mixer_kwargs={"swa": {"window": 32}})
     result = run_layers_bench(cfg, tmp_path)
     rows = {r["mixer"]: r for r in json.loads((tmp_path / "results.json").read_text())["rows"]}
     assert set(rows) == {"gru", "mingru", "attention", "gmu"}
@@ -22,6 +24,10 @@ def test_tiny_layers_bench_writes_table_plot_and_profile(tmp_path):
     shares = result["profiles"]["mingru"]
     assert shares["recurlab scans"] > 0 and sum(shares.values()) == pytest.approx(1.0)
     assert "| mingru |" in (tmp_path / "results.md").read_text()
+    memory = {(r["mixer"], r["seq_len"]): r["peak_bytes"] for r in result["memory"]}
+    assert memory[("swa", 2048)] / memory[("swa", 512)] < 6  # the window keeps it linear (4x the tokens)
+    assert memory[("attention", 2048)] > 0
+    assert "Peak memory of a prefill" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "layers.png").read_bytes()[:4] == b"\x89PNG"
 
 
