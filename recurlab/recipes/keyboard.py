@@ -59,7 +59,9 @@ from tqdm.auto import tqdm
 
 from .. import layers
 from ..layers.states import HiddenState
+from ..tasks import IGNORE
 from ..train.loop import train_steps
+from ..train.loss import masked_cross_entropy
 from ..train.schedule import warmup_times_cosine
 from .common import RecipeResult, ResultRow
 from .typos import corrupt_sentence, truncate_last_word
@@ -552,7 +554,7 @@ def train(model: TypoCorrector, splits: Splits, cfg: Config, seed: int, progress
         return (*encode_chars(noisy, cfg.max_chars, partial), *encode_targets(clean, splits.vocab))
 
     def loss_fn(logits: torch.Tensor, tgt_out: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1), ignore_index=PAD)
+        return masked_cross_entropy(logits, tgt_out.masked_fill(tgt_out == PAD, IGNORE))  # padding is not predicted
 
     def validate() -> dict[str, float]:
         hyps = correct(model, val_noisy, splits.vocab, cfg.max_chars)
