@@ -208,12 +208,13 @@ def test_a_rerun_over_a_finished_run_needs_resume_or_overwrite(tmp_path, capsys)
     argv = ["train", "--config", config_file(tmp_path), "--set", f"data.path={corpus}", "--out", str(out),
             "--no-progress"]
     assert main(argv) == 0
-    assert f"writing the run in {out}" in capsys.readouterr().out
+    assert f"writing the run in {out}" in capsys.readouterr().err
     before = (out / "checkpoint.pt").read_bytes()
     line = user_error(capsys, argv)
     assert "already holds a training run" in line and "--resume" in line and "--overwrite" in line
     assert (out / "checkpoint.pt").read_bytes() == before
     assert main([*argv, "--overwrite"]) == 0
+    assert f"writing the run in {out}" in capsys.readouterr().err
     assert user_error(capsys, [*argv, "--resume", "--overwrite"]).endswith("exclude each other: continue the run, "
                                                                           "or start it again")
 
@@ -223,4 +224,4 @@ def test_without_out_a_synthetic_run_says_that_nothing_is_written(capsys):
                  "--set", "data.seq_len=16", "--set", "data.num_kv_pairs=2", "--set", "data.train_examples=64",
                  "--set", "data.eval_examples=8", "--set", "train.steps=2", "--set", "train.batch_size=8",
                  "--set", "train.eval_every=1", "--no-progress"]) == 0
-    assert "no --out: nothing is written" in capsys.readouterr().out
+    assert "no --out: nothing is written" in capsys.readouterr().err

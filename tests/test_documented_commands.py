@@ -15,6 +15,7 @@ from recurlab.bench import harness
 from recurlab.cli import main
 from recurlab.recipes.common import RecipeResult
 from recurlab.train import lm, tasks
+from recurlab.train.run_folder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 PLACEHOLDER = re.compile(r"<|\[|\.\.\.|\bNAME\b|\bCMD\b")
@@ -57,6 +58,7 @@ def test_documented_command_parses_and_configures(where, argv, monkeypatch, tmp_
     monkeypatch.setattr("recurlab.bench.mqar.demo", lambda out, progress: None)
     monkeypatch.setattr(lm, "train_language_model", lambda *a, **k: None)
     monkeypatch.setattr(tasks, "train_synthetic", lambda *a, **k: None)
+    monkeypatch.setattr(RunFolder, "check", lambda self: None)  # the run folder is the run's, not the command's
     monkeypatch.setattr(lm, "continue_prompt", lambda *a, **k: None)
     monkeypatch.setattr("recurlab.recipes.report.write_report", lambda folder: tmp_path / "report.md")
     (tmp_path / "report.md").write_text("stub\n")

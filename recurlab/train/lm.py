@@ -15,6 +15,7 @@ of the validation bytes under the training bytes' frequencies.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import json
 import math
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from ..models import ModelConfig
 from ..tasks.text import (BPETokenizer, ByteTokenizer, default_corpus, language_modelling_task, load_hf_dataset,
                           load_text, split_text)
 from .config import TrainConfig
+from .run_folder import RunFolder
 
 # 800 steps x 16 x 256 = 3.3 M tokens (0.8 epoch of the default corpus): 12-18 minutes on 2 CPU cores
 _COMMON_TRAIN = dict(steps=800, batch_size=16, lr=2e-3, warmup_steps=50, weight_decay=0.1, eval_every=200,
@@ -161,7 +163,7 @@ def train_language_model(setup: LMSetup, out: str | Path, name: str = "lm", resu
     model = CausalLM(model_config)
     params = model.num_parameters()["total"]
     print(f"{name}: {params:,} parameters, {len(train_task):,} training sequences of {setup.seq_len} tokens; "
-          f"unigram baseline {unigram_bpb:.3f} bits per byte", flush=True)
+          f"unigram baseline {unigram_bpb:.3f} bits per byte", file=sys.stderr, flush=True)
     trainer = Trainer(model, train_task, val_task, train_config, out_dir=out)
     summary = trainer.fit(resume=resume, overwrite=overwrite)
     result = None
@@ -193,17 +195,17 @@ def run_from_cli(preset: str | None, config_file: str | None, overrides: list[st
         name = preset or Path(config_file).stem
         setup = override(LMSetup.preset(preset) if preset else LMSetup.from_file(config_file), overrides)
         folder = Path(out or f"runs/{name}")
-        print(f"{'continuing' if resume else 'writing'} the run in {folder}" + ("" if out else " (choose with --out)"),
-              flush=True)
+        RunFolder(folder, resume, overwrite).check()
         result = train_language_model(setup, folder, name, resume=resume, progress=progress, overwrite=overwrite)
         if result is not None:
             print(json.dumps(result))
             print(f"saved the model to {folder / 'model'}; try: recurlab generate --checkpoint {folder} "
-                  "--prompt 'And God said'")
+                  "--prompt 'And God said'", file=sys.stderr)
         return
     if any(a.split("=")[0] in ("data.path", "data.hf_dataset") for a in overrides):
         raise ValueError("text data is for language models: add --preset NAME or --config FILE")
-    print(f"writing the run in {out}" if out else "no --out: nothing is written (no checkpoint, no metrics)", flush=True)
+    if out:
+        RunFolder(out, resume, overwrite).check()
     result = train_synthetic(override(SyntheticTraining(), overrides), out, resume, progress, overwrite)
     if result is not None:
         print(json.dumps(result))

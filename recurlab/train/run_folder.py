@@ -72,14 +72,20 @@ class RunFolder:
         for tmp in self.path.glob("*.tmp"):
             tmp.unlink(missing_ok=True)
 
-    def _check_start(self) -> None:
+    def check(self) -> None:
+        """Raise now if the run cannot start in this folder (nothing to resume, or a run that would be
+        replaced without ``overwrite``); lets a command refuse before it builds data and models.
+        :meth:`__enter__` checks again under the lock."""
         checkpoint = self.path / "checkpoint.pt"
-        if self.resume:
-            if not checkpoint.exists():
-                raise FileNotFoundError(f"cannot resume: no checkpoint at {checkpoint}")
-            return
-        if checkpoint.exists() and not self.overwrite:
+        if self.resume and not checkpoint.exists():
+            raise FileNotFoundError(f"cannot resume: no checkpoint at {checkpoint}")
+        if not self.resume and checkpoint.exists() and not self.overwrite:
             raise ValueError(f"{self.path} already holds a training run (checkpoint.pt); continue it with --resume "
                              f"or start it again with --overwrite")
+
+    def _check_start(self) -> None:
+        self.check()
+        if self.resume:
+            return
         for name in RUN_FILES:
             (self.path / name).unlink(missing_ok=True)

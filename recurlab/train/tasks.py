@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,8 @@ def train_synthetic(setup: SyntheticTraining, out: str | Path | None, resume: bo
     seed_everything(config.seed)
     model = CausalLM(setup.model_config())
     trainer = Trainer(model, train, evaluation, config, out_dir=out)
+    if out is None and trainer.runtime.is_main:
+        print("no --out: nothing is written (no checkpoint, no metrics)", file=sys.stderr, flush=True)
     summary = trainer.fit(resume=resume, overwrite=overwrite)
     result = {"params": sum(p.numel() for p in model.parameters()), **summary} if trainer.runtime.is_main else None
     teardown()

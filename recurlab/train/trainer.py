@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -219,6 +220,7 @@ class Trainer:
             if self.metrics_path is not None and self.runtime.is_main:
                 _truncate_metrics(self.metrics_path, self.step)
         if self.out_dir is not None and self.runtime.is_main:
+            print(f"{'continuing' if resume else 'writing'} the run in {self.out_dir}", file=sys.stderr, flush=True)
             (self.out_dir / "train_config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
 
     def _loop(self) -> dict:
