@@ -64,5 +64,8 @@ def sum_over_processes(value: torch.Tensor, runtime: Runtime) -> float:
 
 
 def teardown() -> None:
+    """Leave the process group, all processes together: a barrier first, so that no process destroys the
+    group while another still uses it (a known cause of hangs at exit), then destroy it."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

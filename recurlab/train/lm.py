@@ -176,6 +176,7 @@ def train_language_model(setup: LMSetup, out: str | Path, name: str = "lm", resu
                   "unigram_bits_per_byte": unigram_bpb, "perplexity": math.exp(final["loss"]),
                   "train_tokens_per_s": tokens_per_s, "steps": summary["step"], "train_seconds": summary["seconds"]}
         write_json(out / "lm_summary.json", result)
+    trainer.close()
     teardown()
     return result
 

@@ -92,5 +92,6 @@ def train_synthetic(setup: SyntheticTraining, out: str | Path | None, resume: bo
         print("no --out: nothing is written (no checkpoint, no metrics)", file=sys.stderr, flush=True)
     summary = trainer.fit(resume=resume, overwrite=overwrite)
     result = {"params": sum(p.numel() for p in model.parameters()), **summary} if trainer.runtime.is_main else None
+    trainer.close()
     teardown()
     return result

@@ -211,6 +211,13 @@ class Trainer:
             self._start(resume)
             return self._loop()
 
+    def close(self) -> None:
+        """Drop the DistributedDataParallel wrapper (the model stays as trained). Call it on every process
+        before :func:`recurlab.train.distributed.teardown`: a DDP reducer freed after its process group was
+        destroyed can hang the process at exit (seen with gloo: one rank stuck after training finished)."""
+        if isinstance(self.loss_module, nn.parallel.DistributedDataParallel):
+            self.loss_module = self.loss_module.module
+
     def _start(self, resume: bool) -> None:
         """Restore a checkpoint (and drop the metrics an interrupted run wrote after it), write the config."""
         if resume:
