@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 
 # name -> module under recurlab.bench that defines BENCHMARK
-BENCHMARKS = {"ops": "ops", "layers": "layers", "mqar": "mqar", "decode": "decode", "lm": "lm", "recursion": "recursion"}
+BENCHMARKS = {"ops": "ops", "layers": "layers", "mqar": "mqar", "decode": "decode", "lm": "lm", "recursion": "recursion",
+              "allocator": "allocator"}
 
 
 def names() -> list[str]:
