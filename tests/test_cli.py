@@ -1,3 +1,5 @@
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,9 +48,56 @@ def test_allocator_tuning_can_be_disabled(monkeypatch):
     assert perf.tune_cpu_allocator() is sys.platform.startswith("linux")
 
 
-def test_examples_run():
-    for script in sorted((ROOT / "examples").glob("*.py")):
-        subprocess.run([sys.executable, str(script)], check=True, timeout=300, cwd=ROOT, capture_output=True)
+def run_example(name: str) -> str:
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / name)], check=True, timeout=300, cwd=ROOT,
+                          capture_output=True, text=True)
+    return done.stdout
+
+
+def numbers_after(text: str, label: str) -> list[float]:
+    return [float(x) for x in re.findall(re.escape(label) + r"\s*([-+0-9.e]+)", text)]
+
+
+def test_every_example_is_checked():
+    assert {p.name for p in (ROOT / "examples").glob("*.py")} == set(EXAMPLE_CHECKS)
+
+
+def check_ops_quickstart(out: str):
+    errors = numbers_after(out, "max |auto - reference| =") + numbers_after(out, "max |chunk - reference| =")
+    assert len(errors) == 2 and max(errors) < 1e-4, out
+    assert "short state (2, 3, 64), long conv output (2, 300, 64)" in out
+    assert "sliding-window cache keeps 63 keys after 300 tokens" in out  # window 64: the current key + 63
+
+
+def check_layers_and_models(out: str):
+    for name in ("mingru", "gla", "rwkv", "attention"):
+        assert re.search(rf"^{name} +[0-9,]+ params, output \(2, 64, 128\)$", out, re.M), out
+    config = json.loads(out.split("config as JSON:\n", 1)[1])
+    assert config["mixer"] == ["swa", "gla", "gmu", "gmu"] and config["memory_layer"] == 1
+
+
+def check_recipes(out: str):
+    rows = {line.split("|")[2].strip(): float(line.split("|")[3]) for line in out.splitlines()
+            if line.startswith("| gru_svm |")}
+    assert rows["test accuracy, GRU-SVM"] > rows["test accuracy, majority class"] + 0.1, out
+
+
+def check_recursion_over_depth(out: str):
+    gaps = numbers_after(out, "step vs forward:")
+    assert len(gaps) == 5 and max(gaps) < 1e-5, out
+    loops = json.loads(re.search(r"loops per token .*: (\[.*\])", out).group(1))
+    assert set(loops) <= {1, 2, 3} and len(set(loops)) > 1, out  # early exit: not every token runs every loop
+    calls = re.search(r"sequential: (\d+) core calls; parallel sampler: (\d+) core calls", out)
+    assert int(calls.group(2)) < int(calls.group(1)), out
+
+
+EXAMPLE_CHECKS = {"ops_quickstart.py": check_ops_quickstart, "layers_and_models.py": check_layers_and_models,
+                  "recipes.py": check_recipes, "recursion_over_depth.py": check_recursion_over_depth}
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_CHECKS))
+def test_example_prints_what_it_promises(name):
+    EXAMPLE_CHECKS[name](run_example(name))
 
 
 def test_layers_command_lists_every_unit(capsys):

@@ -6,6 +6,7 @@ import pytest
 from recurlab.bench import harness
 from recurlab.bench.recursion import (BENCHMARK, VARIANTS, BatchingPart, LMPart, RecursionBenchConfig, RelaxedPart,
                                       SamplerPart, Shape, SpeedPart, StructuralPart, build_variant, jobs)
+from recurlab.bench.recursion_parts import compute_per_token
 from recurlab.configs import override
 
 TEXT = "".join(f"In the beginning {i} the word was {i * 7 % 13} and it was good.\n" for i in range(400))
@@ -35,16 +36,46 @@ def run_recursion_bench(cfg, out):
     return harness.run(BENCHMARK, cfg, out, progress=False, echo=lambda m: None)
 
 
+# variant -> (depth module class name, block applications per token of a depth-4 model with 2 shared blocks)
+EXPECTED = {"stack-N": ("Stack", 4), "stack-K": ("Stack", 2), "recursive": ("Recursive", 4),
+            "recursive-sliced": ("Recursive", 4), "relaxed": ("Relaxed", 4), "mor-expert": ("MixtureOfRecursions", 4),
+            "mor-token": ("MixtureOfRecursions", 4), "recurrent-depth": ("RecurrentDepth", 4),
+            "rmoe": ("RMoEStack", 4), "rmoe-plain": ("RMoEStack", 4)}
+
+
+def test_every_variant_has_an_expectation():
+    assert set(EXPECTED) == set(VARIANTS)
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_every_variant_builds_and_runs_forward_and_step(variant):
+def test_every_variant_builds_its_depth_module_and_decodes_as_it_runs(variant):
+    """The variant is the depth module it names, applies as many blocks as a depth-4 model (MoR: at most, as
+    routed), shares parameters as it says, and its step-by-step decoding equals its parallel forward."""
     import torch
 
+    torch.manual_seed(0)
     mixer = "attention" if variant == "recursive-sliced" else "gla"
-    model = build_variant(variant, mixer, Shape(depth=4, shared=2, lora_rank=2), 16, vocab_size=32, seq_len=16).eval()
+    shape = Shape(depth=4, shared=2, lora_rank=2)
+    model = build_variant(variant, mixer, shape, 16, vocab_size=32, seq_len=16).double().eval()
     ids = torch.randint(0, 32, (2, 6))
-    logits, _ = model(ids)
-    step_logits, _ = model.step(ids[:, 0])
-    assert logits.shape == (2, 6, 32) and step_logits.shape == (2, 32)
+    with torch.no_grad():
+        logits, _ = model(ids)
+        applications = compute_per_token(model)
+        state, steps = None, []
+        for t in range(6):
+            logits_t, state = model.step(ids[:, t], state)
+            steps.append(logits_t)
+    kind, per_token = EXPECTED[variant]
+    assert type(model.depth).__name__ == kind
+    assert (2 <= applications <= per_token) if kind == "MixtureOfRecursions" else applications == per_token
+    torch.testing.assert_close(torch.stack(steps, 1), logits, rtol=1e-9, atol=1e-9)
+    params = model.num_parameters()["total"]
+    stack_n = build_variant("stack-N", mixer, shape, 16, vocab_size=32, seq_len=16).num_parameters()["total"]
+    stack_k = build_variant("stack-K", mixer, shape, 16, vocab_size=32, seq_len=16).num_parameters()["total"]
+    if variant in ("recursive", "recursive-sliced"):  # K blocks' weights (+ per-loop scales): about stack-K
+        assert params <= stack_k + 64
+    if variant == "relaxed":  # K blocks plus one LoRA per loop: between stack-K and stack-N
+        assert stack_k < params < stack_n
 
 
 def test_bench_runs_every_part_writes_results_and_resumes(tmp_path, corpus):

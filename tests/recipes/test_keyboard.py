@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -177,16 +179,29 @@ TINY = kb.Config(corpus="builtin", vocab_size=80, n_val=40, n_test=100, d_model=
                  eval_rates=(0.0, 0.15), headline_rate=0.15)
 
 
-def test_tiny_run_learns_and_is_deterministic(tmp_path):
-    a = kb.run(out_dir=tmp_path, seed=0, progress=False, config=TINY)
-    b = kb.run(out_dir=None, seed=0, progress=False, config=TINY)
-    rows = {r.metric: r.ours for r in a.rows}
-    assert rows["word accuracy, char-CNN+GRU seq2seq"] > rows["word accuracy, copy noisy input"] + 0.05
-    assert rows["character error rate, char-CNN+GRU seq2seq"] < rows["character error rate, copy noisy input"]
+def test_a_small_run_beats_the_dictionary_corrector_as_the_docs_claim(tmp_path):
+    """docs/recipes/keyboard.md: the seq2seq corrector beats copying and the nearest-word dictionary, by more
+    at higher typo rates. Checked here on the builtin grammar at 20% typos per character after 300 steps
+    (at 120 steps the dictionary still wins)."""
+    config = dataclasses.replace(TINY, steps=300, eval_rates=(0.0, 0.2), headline_rate=0.2, n_test=150)
+    result = kb.run(out_dir=tmp_path, seed=0, progress=False, config=config)
+    rows = {r.metric: r.ours for r in result.rows}
+    for metric in ("word accuracy", "sentence accuracy"):
+        model, dictionary = rows[f"{metric}, char-CNN+GRU seq2seq"], rows[f"{metric}, nearest-word dictionary"]
+        assert model > dictionary > rows[f"{metric}, copy noisy input"], (metric, rows)
+    assert rows["character error rate, char-CNN+GRU seq2seq"] < rows["character error rate, nearest-word dictionary"]
+    assert (rows["completion: last-word accuracy, char-CNN+GRU seq2seq"]
+            > rows["completion: last-word accuracy, most frequent completion"])
+    assert (tmp_path / "keyboard.png").exists() and result.files == [str(tmp_path / "keyboard.png")]
+    assert result.details["per_rate"]["copy"]["0.0"]["word_accuracy"] == 1.0
+
+
+def test_a_run_is_deterministic():
+    config = dataclasses.replace(TINY, steps=20, eval_every=10)
+    a = kb.run(out_dir=None, seed=0, progress=False, config=config)
+    b = kb.run(out_dir=None, seed=0, progress=False, config=config)
     assert [r.ours for r in a.rows] == [r.ours for r in b.rows]
     assert a.details["per_rate"] == b.details["per_rate"]
-    assert (tmp_path / "keyboard.png").exists() and a.files == [str(tmp_path / "keyboard.png")]
-    assert a.details["per_rate"]["copy"]["0.0"]["word_accuracy"] == 1.0
 
 
 def test_config_is_checked():
