@@ -4,11 +4,15 @@
 
 For every (mixer, width, sequence length) it trains a 2-layer CausalLM of token
 mixers only (no channel mixer, as in Zoology) on MQAR with each learning rate of
-a small sweep, keeps the best evaluation accuracy, and writes
+a small sweep. Three disjoint example sets (different seeds): training; validation, evaluated every
+``eval_every`` steps to stop early and to pick the learning rate (``accuracy``: the best validation
+accuracy of a run); and a held-out test set, evaluated once on the model at the end of its run
+(``test_accuracy``), which is what the tables report. It writes
 
     runs.jsonl       every finished training run (the sweep resumes from it; see bench.harness)
-    results.json     "rows": the best run per (mixer, d_model, seq_len): mixer, d_model, seq_len,
-                     num_kv_pairs, lr, accuracy, params, seconds, steps; and the config
+    results.json     "rows": the best run per (mixer, d_model, seq_len) by validation accuracy: mixer,
+                     d_model, seq_len, num_kv_pairs, lr, accuracy, test_accuracy, params, seconds,
+                     steps; and the config
     results.md       accuracy table, mixers x (seq_len, d_model)
     mqar.png         Zoology's figure: accuracy vs width, one line per mixer, one panel per length
 
@@ -28,7 +32,7 @@ from ..configs import check_fields, param
 from ..tasks import MQARConfig, multi_query_associative_recall
 from ..train import TrainConfig, Trainer
 from ..train.tasks import recall_model
-from ..train.trainer import seed_everything
+from ..train.trainer import evaluate, seed_everything
 from .harness import Benchmark, Context, Finished, Report, RunLog, settings
 from .report import markdown_table
 
@@ -48,7 +52,8 @@ class MQARBenchConfig:
     kv_per_token: float = param(1 / 16, gt=0, le=0.25)  # num_kv_pairs = seq_len / 16: Zoology's (64, 4), (128, 8)
     vocab_size: int = param(512, ge=8)
     train_examples: int = param(50_000, ge=1)
-    eval_examples: int = param(500, ge=1)
+    eval_examples: int = param(500, ge=1)  # validation: early stopping and the learning-rate choice
+    test_examples: int = param(1000, ge=1)  # held out: evaluated once, at the end of each run
     max_steps: int = param(2000, ge=1)
     batch_size: int = param(64, ge=1)
     eval_every: int = param(250, ge=1)
@@ -97,24 +102,29 @@ def solved_at_another_rate(cfg: MQARBenchConfig, job: dict, log: RunLog) -> bool
 def measure(job: dict, ctx: Context) -> dict:
     cfg, mixer, d, L, lr = MQARBenchConfig(**job["settings"]), job["mixer"], job["d_model"], job["seq_len"], job["lr"]
     mq = MQARConfig(seq_len=L, num_kv_pairs=cfg.num_kv_pairs(L), vocab_size=cfg.vocab_size)
-    train, evaluation = ctx.cached((L, mq.num_kv_pairs, mq.vocab_size, cfg.train_examples, cfg.eval_examples, cfg.seed), lambda: (
-        multi_query_associative_recall(cfg.train_examples, mq, seed=2 * cfg.seed + 1),
-        multi_query_associative_recall(cfg.eval_examples, mq, seed=2 * cfg.seed + 2)))
+    sizes = (cfg.train_examples, cfg.eval_examples, cfg.test_examples)
+    train, evaluation, test = ctx.cached((L, mq.num_kv_pairs, mq.vocab_size, sizes, cfg.seed), lambda: (
+        multi_query_associative_recall(cfg.train_examples, mq, seed=3 * cfg.seed + 1),
+        multi_query_associative_recall(cfg.eval_examples, mq, seed=3 * cfg.seed + 2),
+        multi_query_associative_recall(cfg.test_examples, mq, seed=3 * cfg.seed + 3)))
     seed_everything(cfg.seed)
     model = recall_model(mixer, d, cfg.vocab_size, cfg.n_layers, cfg.mixer_arguments(mixer, L))
     train_cfg = TrainConfig(steps=cfg.max_steps, batch_size=cfg.batch_size, lr=lr, eval_every=cfg.eval_every,
                             early_stop_accuracy=cfg.early_stop_accuracy, seed=cfg.seed, precision="fp32",
                             progress=ctx.progress)
     start = time.perf_counter()
-    summary = Trainer(model, train, evaluation, train_cfg).fit()
+    trainer = Trainer(model, train, evaluation, train_cfg)
+    summary = trainer.fit()
+    held_out = evaluate(model, test, train_cfg.eval_batch_size, trainer.runtime.device)
     return {"mixer": mixer, "d_model": d, "seq_len": L, "num_kv_pairs": cfg.num_kv_pairs(L), "lr": lr,
             "accuracy": summary["best_accuracy"], "final_accuracy": summary["eval_accuracy"],
+            "test_accuracy": held_out["accuracy"],
             "params": sum(p.numel() for p in model.parameters()), "seconds": time.perf_counter() - start,
             "steps": summary["step"]}
 
 
 def best_rows(runs: list[dict]) -> list[dict]:
-    """The best learning rate's run per (mixer, d_model, seq_len)."""
+    """The best learning rate's run per (mixer, d_model, seq_len), chosen by validation accuracy."""
     best: dict[tuple, dict] = {}
     for r in runs:
         k = (r["mixer"], r["d_model"], r["seq_len"])
@@ -136,7 +146,8 @@ def label(job: dict) -> str:
 
 def summary(job: dict, row: dict) -> str:
     return (f"{row['mixer']:<10} d={row['d_model']:<4} L={row['seq_len']:<4} lr={row['lr']:<7g} accuracy "
-            f"{row['accuracy']:.3f} ({row['steps']} steps, {row['seconds']:.0f} s)")
+            f"{row['accuracy']:.3f}, held-out test {row['test_accuracy']:.3f} ({row['steps']} steps, "
+            f"{row['seconds']:.0f} s)")
 
 
 BENCHMARK = Benchmark("mqar", MQARBenchConfig, jobs, measure, report, plot_file="mqar.png",
@@ -166,6 +177,8 @@ def render_markdown(result: dict) -> str:
     widths = sorted({r["d_model"] for r in rows})
     mixers = [m for m in cfg["mixers"] if any(r["mixer"] == m for r in rows)]
     by = {(r["mixer"], r["d_model"], r["seq_len"]): r for r in rows}
+    held_out = all("test_accuracy" in r for r in rows)  # runs made before the test set was added have none
+    shown = "test_accuracy" if held_out else "accuracy"
     header = ["mixer"] + [f"L={L} d={d}" for L in lengths for d in widths]
     body = []
     for m in mixers:
@@ -173,20 +186,28 @@ def render_markdown(result: dict) -> str:
         for L in lengths:
             for d in widths:
                 r = by.get((m, d, L))
-                cells.append("—" if r is None else f"{r['accuracy']:.3f}")
+                cells.append("—" if r is None else f"{r[shown]:.3f}")
         body.append([m] + cells)
+    what = ("Accuracy on the held-out test set of the model at the end of the run whose learning rate won on the "
+            "validation set." if held_out else
+            "These runs predate the held-out test set: accuracy is the best periodic evaluation on the validation "
+            "set that also stopped the runs and chose the learning rate (optimistic).")
+    test_sets = (f"{cfg['eval_examples']:,} validation and {cfg.get('test_examples', 0):,} held-out test examples"
+                 if held_out else f"{cfg['eval_examples']:,} validation examples")
     lines = [
         "# MQAR accuracy (best learning rate)\n",
         f"2-layer models of token mixers only; vocabulary {cfg['vocab_size']}, num_kv_pairs = seq_len x "
-        f"{cfg['kv_per_token']:g}, {cfg['train_examples']:,} training and {cfg['eval_examples']:,} test examples, "
+        f"{cfg['kv_per_token']:g}, {cfg['train_examples']:,} training, {test_sets}, "
         f"batch {cfg['batch_size']}, at most {cfg['max_steps']} steps (stop at {cfg['early_stop_accuracy']} accuracy), "
         f"learning rates {', '.join(f'{x:g}' for x in cfg['lrs'])}. Accuracy: per example, the share of its queries "
-        "answered right, averaged over test examples.\n",
+        "answered right, averaged over examples. " + what + "\n",
         markdown_table(header, body),
         "\n## Runs\n",
-        markdown_table(["mixer", "d_model", "seq_len", "kv", "lr", "accuracy", "params", "steps", "seconds"],
+        markdown_table(["mixer", "d_model", "seq_len", "kv", "lr", "validation (best)", "held-out test", "params",
+                        "steps", "seconds"],
                        [[r["mixer"], str(r["d_model"]), str(r["seq_len"]), str(r["num_kv_pairs"]), f"{r['lr']:g}",
-                         f"{r['accuracy']:.3f}", f"{r['params']:,}", str(r["steps"]), f"{r['seconds']:.0f}"]
+                         f"{r['accuracy']:.3f}", f"{r['test_accuracy']:.3f}" if "test_accuracy" in r else "—",
+                         f"{r['params']:,}", str(r["steps"]), f"{r['seconds']:.0f}"]
                         for r in rows]),
     ]
     return "\n".join(lines) + "\n"
@@ -203,7 +224,8 @@ def plot_mqar(result: dict, path: Path) -> Path:
     fig, axes = plt.subplots(1, len(lengths), figsize=(4.5 * len(lengths), 4), sharey=True, squeeze=False)
     for ax, L in zip(axes[0], lengths):
         for mixer in result["config"]["mixers"]:
-            pts = sorted((r["d_model"], r["accuracy"]) for r in rows if r["mixer"] == mixer and r["seq_len"] == L)
+            pts = sorted((r["d_model"], r.get("test_accuracy", r["accuracy"])) for r in rows
+                         if r["mixer"] == mixer and r["seq_len"] == L)
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
                         linestyle="--" if mixer == "attention" else "-", label=mixer)
@@ -213,7 +235,7 @@ def plot_mqar(result: dict, path: Path) -> Path:
         ax.set_xlabel("model width d_model")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(True, alpha=0.3)
-    axes[0][0].set_ylabel("MQAR accuracy")
+    axes[0][0].set_ylabel("MQAR accuracy" + (" (held-out test)" if all("test_accuracy" in r for r in rows) else ""))
     axes[0][-1].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -5,7 +5,7 @@ from recurlab.bench import harness
 from recurlab.bench.mqar import BENCHMARK, MQARBenchConfig, jobs, render_markdown
 
 TINY = dict(mixers=("attention", "baseconv"), d_models=(16, 32), seq_lens=(16,), vocab_size=32, lrs=(3e-3, 1e-2),
-            train_examples=256, eval_examples=64, max_steps=20, batch_size=16, eval_every=10)
+            train_examples=256, eval_examples=64, test_examples=48, max_steps=20, batch_size=16, eval_every=10)
 
 
 def run_mqar_bench(cfg, out, progress=None):
@@ -19,12 +19,15 @@ def test_tiny_sweep_writes_rows_table_plot_and_resumes(tmp_path):
     assert {(r["mixer"], r["d_model"]) for r in rows} == {("attention", 16), ("attention", 32), ("baseconv", 16), ("baseconv", 32)}
     for r in rows:
         assert {"mixer", "d_model", "seq_len", "num_kv_pairs", "lr", "accuracy", "params", "seconds"} <= set(r)
-        assert r["seq_len"] == 16 and r["num_kv_pairs"] == 1 and 0 <= r["accuracy"] <= 1
+        assert r["seq_len"] == 16 and r["num_kv_pairs"] == 1 and 0 <= r["accuracy"] <= 1 and 0 <= r["test_accuracy"] <= 1
     runs = [json.loads(line)["result"] for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     for r in rows:  # the best of the learning rates tried
         tried = [x["accuracy"] for x in runs if (x["mixer"], x["d_model"]) == (r["mixer"], r["d_model"])]
         assert r["accuracy"] == max(tried)
-    assert "| attention |" in (tmp_path / "results.md").read_text()
+    table = (tmp_path / "results.md").read_text()
+    assert "| attention |" in table and "48 held-out test examples" in table
+    first_row = table.split("| attention |", 1)[1].splitlines()[0]
+    assert f"{rows[0]['test_accuracy']:.3f}" in first_row  # the table reports the held-out test accuracy
     assert (tmp_path / "mqar.png").read_bytes()[:4] == b"\x89PNG"
     # a second run reuses every finished run
     messages.clear()
@@ -42,7 +45,8 @@ def test_a_solved_cell_skips_the_other_learning_rates(tmp_path):
 def test_every_setting_is_in_the_key_and_the_sweep_axes_are_not():
     base = MQARBenchConfig(**TINY)
     keys = {harness.job_key(j) for j in jobs(base)}
-    changed = dict(max_steps=30, kv_per_token=0.125, vocab_size=64, train_examples=128, eval_examples=32, batch_size=8,
+    changed = dict(max_steps=30, kv_per_token=0.125, vocab_size=64, train_examples=128, eval_examples=32, test_examples=16,
+                   batch_size=8,
                    eval_every=5, early_stop_accuracy=0.9, n_layers=3, seed=1, mixer_kwargs={"attention": {"heads": 2}})
     assert set(changed) == {f.name for f in dataclasses.fields(base) if not f.metadata.get("axis")}
     for name, value in changed.items():  # every setting: no job of the sweep is reused
@@ -59,3 +63,28 @@ def test_quick_is_the_demo_setting():
     assert "L=64 d=64" in render_markdown({"config": vars(q) | {"kv_per_token": q.kv_per_token}, "rows": [
         {"mixer": "attention", "d_model": 64, "seq_len": 64, "num_kv_pairs": 4, "lr": 3e-3, "accuracy": 1.0,
          "params": 1, "steps": 1, "seconds": 1.0}]})
+
+
+def test_the_test_set_is_held_out_from_training_and_validation(tmp_path, monkeypatch):
+    """Three sets from three seeds: the test set neither stops training nor picks the learning rate; the
+    model is evaluated on it once, at the end of the run."""
+    from recurlab.bench import mqar
+
+    seeds, evaluated = [], []
+    generate, evaluate = mqar.multi_query_associative_recall, mqar.evaluate
+    monkeypatch.setattr(mqar, "multi_query_associative_recall", lambda n, cfg, seed: seeds.append(seed) or
+                        generate(n, cfg, seed=seed))
+    monkeypatch.setattr(mqar, "evaluate", lambda model, task, *a: evaluated.append(len(task)) or
+                        evaluate(model, task, *a))
+    cfg = MQARBenchConfig(**{**TINY, "mixers": ("attention",), "d_models": (16,), "lrs": (3e-3,)})
+    run_mqar_bench(cfg, tmp_path)
+    assert seeds == [1, 2, 3] and evaluated == [48]
+
+
+def test_old_runs_without_a_test_set_say_their_accuracy_is_validation():
+    row = {"mixer": "attention", "d_model": 64, "seq_len": 64, "num_kv_pairs": 4, "lr": 3e-3, "accuracy": 0.9,
+           "params": 1, "steps": 1, "seconds": 1.0}
+    config = vars(MQARBenchConfig.quick())
+    assert "predate the held-out test set" in render_markdown({"config": config, "rows": [row]})
+    assert "held-out test set of the model" in render_markdown({"config": config,
+                                                                "rows": [{**row, "test_accuracy": 0.8}]})
