@@ -4,7 +4,8 @@ PyTorch's CPU allocator gets memory from glibc ``malloc``, which serves blocks
 above its mmap threshold (at most 32 MiB) with fresh ``mmap`` pages and returns
 them to the kernel on ``free``. Every large temporary then pays a page fault per
 4 KiB page and the kernel's zeroing of it: on a 2-core machine a 32 MiB tensor
-costs 8-12 ms to allocate and touch, 5-10x the time to fill it. PyTorch's
+costs 8-12 ms to allocate and touch, several times the time to fill it (``recurlab bench allocator``
+measures the difference in fresh processes). PyTorch's
 performance guide recommends a caching allocator (jemalloc, tcmalloc) for this;
 :func:`tune_cpu_allocator` gets the same effect from glibc by raising its mmap
 and trim thresholds, so freed blocks are reused.
