@@ -13,6 +13,34 @@ from recurlab.models import CausalLM, ModelConfig
 from tests.layers.common import D, make_mixer
 
 
+# ---------------------------------------------------------------------------------------------------
+# Direct implementations of the papers' equations, written here from the layers' weights alone (no
+# recurlab.ops, no layer helpers), compared in float64 with the parallel form and with the step loop.
+# ---------------------------------------------------------------------------------------------------
+
+TOL = {"rtol": 1e-10, "atol": 1e-10}
+
+
+def stepped(m, x, **inputs):
+    """The mixer's step form, token by token from the empty state: (B, T, d_model)."""
+    state, ys = None, []
+    for t in range(x.shape[1]):
+        y_t, state = m.step(x[:, t], state, **inputs)
+        ys.append(y_t)
+    return torch.stack(ys, 1)
+
+
+def linear(x, layer):
+    """x W^T (+ b), written out from an nn.Linear's parameters."""
+    y = x @ layer.weight.t()
+    return y if layer.bias is None else y + layer.bias
+
+
+def swish(z):
+    return z * torch.sigmoid(z)
+
+
+
 def test_mingru_is_the_papers_recurrence():
     m = make_mixer("mingru")
     x = torch.randn(2, 9, D, dtype=torch.float64)
@@ -265,3 +293,125 @@ def test_hyena_decoding_filter_cache_follows_parameter_updates():
         expected, _ = m(x[:, :1])
     assert not torch.allclose(before, after)
     torch.testing.assert_close(after, expected[:, 0])
+
+
+def rope(x, positions, base):
+    """RoFormer (Su et al. 2021) eq. 34: rotate each pair of features by the angle position * θ_i,
+    θ_i = base^(-2i/Dh). The pairs are (i, i + Dh/2) (the half-split pairing of GPT-NeoX and Llama;
+    RoFormer pairs (2i, 2i+1), which is the same up to a fixed permutation of W_q's and W_k's rows).
+    x: (B, T, H, Dh); positions: T ints."""
+    Dh = x.shape[-1]
+    half = Dh // 2
+    out = torch.empty_like(x)
+    for i in range(half):
+        theta = base ** (-2.0 * i / Dh)
+        for j, p in enumerate(positions):
+            c, s = math.cos(p * theta), math.sin(p * theta)
+            a, b = x[:, j, :, i], x[:, j, :, i + half]
+            out[:, j, :, i] = c * a - s * b
+            out[:, j, :, i + half] = s * a + c * b
+    return out
+
+
+def direct_softmax_attention(m, x, sees, start=0):
+    """Vaswani et al. 2017 eq. 1 with RoPE, token by token: for every head h and query t,
+    o_t = Σ_{s : sees(t, s)} softmax_s(q_t · k_s / sqrt(Dh)) v_s, q_t = RoPE(x_t W_q), k_s = RoPE(x_s W_k),
+    query head h reading key/value head h // (H / H_kv) (grouped-query); y_t = o_t W_o.
+    Positions are start..start+T-1; sees(t, s) is the mask over those absolute positions."""
+    B, T, _ = x.shape
+    H, H_kv, Dh = m.n_heads, m.n_kv_heads, m.head_dim
+    positions = range(start, start + T)
+    q = rope((x @ m.q_proj.weight.t()).view(B, T, H, Dh), positions, m.rope_base)
+    k = rope((x @ m.k_proj.weight.t()).view(B, T, H_kv, Dh), positions, m.rope_base)
+    v = (x @ m.v_proj.weight.t()).view(B, T, H_kv, Dh)
+    o = torch.zeros(B, T, H, Dh, dtype=x.dtype)
+    for h in range(H):
+        g = h // (H // H_kv)
+        for t in range(T):
+            keys = [s for s in range(T) if sees(start + t, start + s)]
+            scores = torch.stack([(q[:, t, h] * k[:, s, g]).sum(-1) / math.sqrt(Dh) for s in keys], -1)  # (B, n)
+            weights = torch.exp(scores - scores.amax(-1, keepdim=True))
+            weights = weights / weights.sum(-1, keepdim=True)
+            o[:, t, h] = sum(weights[:, j, None] * v[:, s, g] for j, s in enumerate(keys))
+    return o.flatten(2) @ m.o_proj.weight.t()
+
+
+def causal(t, s):
+    return s <= t
+
+
+def in_window(window):
+    """The last `window` tokens, the current one included: Samba's flash-attention call
+    window_size=(local_window - 1, 0) (microsoft/Samba lit_gpt/model.py:586)."""
+    return lambda t, s: 0 <= t - s < window
+
+
+@pytest.mark.parametrize("n_heads,n_kv_heads", [(2, None), (4, 2)])  # (4, 2): query heads 0, 1 read kv head 0
+def test_attention_is_causal_softmax_attention_with_rope(n_heads, n_kv_heads):
+    """Causal softmax attention (Vaswani et al. 2017, eq. 1) with RoPE at absolute positions: step by step,
+    and a prefix then the rest against its cache, equal the direct formula."""
+    m = make_mixer("attention", n_heads=n_heads, n_kv_heads=n_kv_heads)
+    x = torch.randn(2, 9, D, dtype=torch.float64)
+    expected = direct_softmax_attention(m, x, causal)
+    torch.testing.assert_close(m(x)[0], expected, **TOL)
+    torch.testing.assert_close(stepped(m, x), expected, **TOL)
+    y_a, state = m(x[:, :4])  # a prefix, then the rest against its cache: positions continue
+    torch.testing.assert_close(torch.cat([y_a, m(x[:, 4:], state)[0]], 1), expected, **TOL)
+
+
+@pytest.mark.parametrize("window", [1, 2, 4])
+def test_sliding_window_attention_sees_exactly_the_last_window_tokens(window):
+    """Sliding-window attention (Beltagy et al. 2020; Samba): query t attends to keys t - window < s <= t.
+    T = 11 > 2 * window also runs the blockwise path, alone and after a cached prefix."""
+    m = make_mixer("swa", window=window)
+    x = torch.randn(2, 11, D, dtype=torch.float64)
+    expected = direct_softmax_attention(m, x, in_window(window))
+    torch.testing.assert_close(m(x)[0], expected, **TOL)
+    torch.testing.assert_close(stepped(m, x), expected, **TOL)
+    y_a, state = m(x[:, :2])
+    torch.testing.assert_close(torch.cat([y_a, m(x[:, 2:], state)[0]], 1), expected, **TOL)
+
+
+def test_sliced_attention_is_softmax_attention_within_causal_groups():
+    """SReT sliced group attention (Zhang et al. 2022, sec. 3.2), causal: token t attends to s <= t in its
+    own group [0, offset), [offset, offset + G), ... (tiny: G = 4, offset = 1)."""
+    m = make_mixer("sliced_attention")
+    size, offset = m.group_size, m.group_offset
+
+    def group(t):
+        return -1 if t < offset else (t - offset) // size
+
+    x = torch.randn(2, 11, D, dtype=torch.float64)
+    expected = direct_softmax_attention(m, x, lambda t, s: s <= t and group(s) == group(t))
+    torch.testing.assert_close(m(x)[0], expected, **TOL)
+    torch.testing.assert_close(stepped(m, x), expected, **TOL)
+
+
+def direct_gla(q, k, v, alpha, scale):
+    """Gated linear attention, per head (Yang et al. 2023, eqs. 9-10; fla's naive_recurrent_gla):
+    S_t = diag(α_t) S_{t-1} + k_tᵀ v_t,  o_t = scale · q_t S_t.  q, k, alpha (B, T, H, K), v (B, T, H, V)."""
+    B, T, H, K = q.shape
+    S = torch.zeros(B, H, K, v.shape[-1], dtype=q.dtype)
+    o = []
+    for t in range(T):
+        S = alpha[:, t, :, :, None] * S + k[:, t, :, :, None] * v[:, t, :, None, :]
+        o.append(scale * (q[:, t, :, :, None] * S).sum(-2))
+    return torch.stack(o, 1)  # (B, T, H, V)
+
+
+def test_liger_is_half_sliding_window_attention_and_half_gated_linear_attention():
+    """Liger Attention (Lan et al. 2025, sec. 3; OpenSparseLLMs/Linearization
+    liger/models/liger_gla/modeling_liger_gla.py): with the attention layer's W_q, W_k, W_v, W_o,
+    o = 0.5 SWA(RoPE q, RoPE k, v; window) + 0.5 GLA(softmax(q), softmax(k), v, α = σ(k)^(1/16)) with
+    scale 1 (softmax over each head's features, gate = k itself, no RoPE on this branch); y = o W_o."""
+    m = make_mixer("liger")  # window 4
+    B, T, H, Dh = 2, 11, m.n_heads, m.head_dim
+    x = torch.randn(B, T, D, dtype=torch.float64)
+    q = linear(x, m.q_proj).view(B, T, H, Dh)
+    k = linear(x, m.k_proj).view(B, T, H, Dh)
+    v = linear(x, m.v_proj).view(B, T, H, Dh)
+    o_gla = direct_gla(torch.softmax(q, -1), torch.softmax(k, -1), v, torch.sigmoid(k).pow(1 / 16), 1.0)
+    swa_part = direct_softmax_attention(m, x, in_window(4))  # already through W_o, which is linear
+    expected = 0.5 * swa_part + 0.5 * linear(o_gla.flatten(2), m.o_proj)
+    torch.testing.assert_close(m(x)[0], expected, **TOL)
+    torch.testing.assert_close(stepped(m, x), expected, **TOL)
