@@ -362,11 +362,12 @@ def test_attention_is_causal_softmax_attention_with_rope(n_heads, n_kv_heads):
 @pytest.mark.parametrize("window", [1, 2, 4])
 def test_sliding_window_attention_sees_exactly_the_last_window_tokens(window):
     """Sliding-window attention (Beltagy et al. 2020; Samba): query t attends to keys t - window < s <= t.
-    T = 11 > 2 * window also runs the blockwise path, alone and after a cached prefix."""
+    T = 11 > 2 * window runs the blockwise path, alone and after a cached prefix; T = 2 * window the dense mask."""
     m = make_mixer("swa", window=window)
     x = torch.randn(2, 11, D, dtype=torch.float64)
     expected = direct_softmax_attention(m, x, in_window(window))
     torch.testing.assert_close(m(x)[0], expected, **TOL)
+    torch.testing.assert_close(m(x[:, : 2 * window])[0], expected[:, : 2 * window], **TOL)
     torch.testing.assert_close(stepped(m, x), expected, **TOL)
     y_a, state = m(x[:, :2])
     torch.testing.assert_close(torch.cat([y_a, m(x[:, 2:], state)[0]], 1), expected, **TOL)
