@@ -222,7 +222,7 @@ def test_hyena_filter_is_windowed_and_as_long_as_l_max():
     h = m.long_filter()
     assert h.shape == (D, 40)
     # the exponential window shrinks every channel's envelope along the lags
-    window = torch.exp(-m.long_filter.t * m.long_filter.deltas.abs())
+    window = m.long_filter.window()  # (l_max, d)
     assert (window[-1] < window[0]).all() and window[-1].max() < 0.05
 
 
@@ -416,3 +416,47 @@ def test_liger_is_half_sliding_window_attention_and_half_gated_linear_attention(
     expected = 0.5 * swa_part + 0.5 * linear(o_gla.flatten(2), m.o_proj)
     torch.testing.assert_close(m(x)[0], expected, **TOL)
     torch.testing.assert_close(stepped(m, x), expected, **TOL)
+
+
+def hyena_filter(m):
+    """Hyena's implicit filter (Poli et al. 2023, sec. 3.3; Zoology's zoology/mixers/hyena.py Filter):
+    h[:, n] = FFN(PE(n)) ⊙ exp(-t̂_n |δ|) for lag n = 0..l_max-1, t̂_n = n / (l_max - 1),
+    PE(n) = [t̂_n, Re, Im of exp(-i f ω_n)], ω_n = 2π n / l_max, f = 1e-4 (emb_dim 3: one band);
+    FFN = Linear -> sin(a ⊙ ·) -> (Linear -> sin(a ⊙ ·)) x 2 -> Linear (no bias), read from the module;
+    δ = linspace(ln(1e-2) / 1.5, ln(1e-2) / 0.3, d): the window reaches 1e-2 at 150% .. 30% of l_max."""
+    L = m.l_max
+    n = torch.arange(L, dtype=torch.float64)
+    t = n / (L - 1)
+    omega = 2 * math.pi * n / L
+    z = torch.stack([t, torch.cos(1e-4 * omega), -torch.sin(1e-4 * omega)], -1)  # (L, 3)
+    modules = list(m.long_filter.ffn)
+    for linear_layer, sine in zip(modules[0:-1:2], modules[1:-1:2]):
+        z = torch.sin(sine.freq * linear(z, linear_layer))
+    h = linear(z, modules[-1])  # (L, d)
+    delta = torch.linspace(math.log(1e-2) / 1.5, math.log(1e-2) / 0.3, m.d_model, dtype=torch.float64)
+    return (h * torch.exp(-t[:, None] * delta.abs())).t()  # (d, L)
+
+
+@pytest.mark.parametrize("l_max,T", [(40, 9), (6, 13)])  # a filter longer than the input; an input longer than it
+def test_hyena_is_gated_long_convolution_with_the_implicit_filter(l_max, T):
+    """Order-2 Hyena (Poli et al. 2023, sec. 3; H(x1, x2) v = D_x2 T_h D_x1 v, as Zoology's Hyena.forward):
+    [x1, x2, v] = DWConv_3(x W_in + b_in) (causal, with bias); g = x1 ⊙ v;
+    z_t = Σ_{n=0}^{min(t, l_max-1)} h[:, n] ⊙ g_{t-n} + D ⊙ g_t (causal long convolution, skip D: fftconv's
+    `y + u * D`); y = (x2 ⊙ z) W_out + b_out. A token sees exactly l_max - 1 lags back."""
+    m = make_mixer("hyena", l_max=l_max)
+    B = 2
+    x = torch.randn(B, T, D, dtype=torch.float64)
+    u = linear(x, m.in_proj)
+    w = m.short_filter
+    short = torch.stack([m.short_bias + sum(w[:, j] * u[:, t - 2 + j] for j in range(3) if t - 2 + j >= 0)
+                         for t in range(T)], 1)
+    x1, x2, v = short[..., :D], short[..., D : 2 * D], short[..., 2 * D :]
+    g = x1 * v
+    h = hyena_filter(m)
+    z = torch.stack([sum(h[:, n] * g[:, t - n] for n in range(min(t, l_max - 1) + 1)) + m.skip * g[:, t]
+                     for t in range(T)], 1)
+    expected = linear(x2 * z, m.out_proj)
+    torch.testing.assert_close(m(x)[0], expected, **TOL)
+    torch.testing.assert_close(stepped(m, x), expected, **TOL)
+    y_a, state = m(x[:, :3])
+    torch.testing.assert_close(torch.cat([y_a, m(x[:, 3:], state)[0]], 1), expected, **TOL)
