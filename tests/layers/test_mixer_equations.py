@@ -40,7 +40,6 @@ def swish(z):
     return z * torch.sigmoid(z)
 
 
-
 def test_mingru_is_the_papers_recurrence():
     m = make_mixer("mingru")
     x = torch.randn(2, 9, D, dtype=torch.float64)
@@ -50,7 +49,8 @@ def test_mingru_is_the_papers_recurrence():
     for t in range(9):
         h = (1 - z[:, t]) * h + z[:, t] * cand[:, t]
         expected.append(h)
-    torch.testing.assert_close(m(x)[0], torch.stack(expected, 1))
+    torch.testing.assert_close(m(x)[0], torch.stack(expected, 1), **TOL)
+    torch.testing.assert_close(stepped(m, x), torch.stack(expected, 1), **TOL)
 
 
 def test_minlstm_is_the_papers_recurrence():
@@ -63,7 +63,8 @@ def test_minlstm_is_the_papers_recurrence():
     for t in range(9):
         h = f[:, t] * h + i[:, t] * cand[:, t]
         expected.append(h)
-    torch.testing.assert_close(m(x)[0], torch.stack(expected, 1))
+    torch.testing.assert_close(m(x)[0], torch.stack(expected, 1), **TOL)
+    torch.testing.assert_close(stepped(m, x), torch.stack(expected, 1), **TOL)
 
 
 def test_mingru_expand_adds_an_output_projection():
@@ -73,17 +74,22 @@ def test_mingru_expand_adds_an_output_projection():
 
 
 def test_rwkv_wkv_matches_the_formula_and_survives_large_keys():
+    """RWKV-4 time mixing (Peng et al. 2023, eqs. 11-16): token shift k_t = W_k (μ_k x_t + (1 - μ_k) x_{t-1})
+    (x_{-1} = 0; v, r likewise), the WKV sums with decay w = exp(time_decay) and bonus u, y = W_o (σ(r) ⊙ wkv)."""
     m = make_mixer("rwkv")
     x = torch.randn(2, 11, D, dtype=torch.float64)
     x_prev = torch.cat([torch.zeros(2, 1, D, dtype=torch.float64), x[:, :-1]], 1)
-    k, v, r = m._mix(x, x_prev)
+    k, v, r = ((x * mu + x_prev * (1 - mu)) @ layer.weight.t()
+               for mu, layer in ((m.mix_k, m.key), (m.mix_v, m.value), (m.mix_r, m.receptance)))
     w, u = torch.exp(m.time_decay), m.time_first
     wkv = torch.zeros_like(k)
     for t in range(11):
         num = sum(torch.exp(-(t - 1 - i) * w + k[:, i]) * v[:, i] for i in range(t)) + torch.exp(u + k[:, t]) * v[:, t]
         den = sum(torch.exp(-(t - 1 - i) * w + k[:, i]) for i in range(t)) + torch.exp(u + k[:, t])
         wkv[:, t] = num / den
-    torch.testing.assert_close(m(x)[0], m.output(torch.sigmoid(r) * wkv))
+    expected = (torch.sigmoid(r) * wkv) @ m.output.weight.t()
+    torch.testing.assert_close(m(x)[0], expected, **TOL)
+    torch.testing.assert_close(stepped(m, x), expected, **TOL)
     # keys far beyond exp's range (up to e^3000, spread over thousands) stay finite in both forms
     with torch.no_grad():
         m.key.weight.mul_(0).add_(torch.eye(D, dtype=torch.float64) * 600)
@@ -204,7 +210,8 @@ def test_pgn_reads_the_strictly_past_window():
     h = m.hie_mix(windows)
     g, c = m.gate(torch.cat([x, h], -1)).chunk(2, -1)
     expected = torch.sigmoid(g) * h + (1 - torch.sigmoid(g)) * torch.tanh(c)
-    torch.testing.assert_close(m(x)[0], expected)
+    torch.testing.assert_close(m(x)[0], expected, **TOL)
+    torch.testing.assert_close(stepped(m, x), expected, **TOL)
 
 
 def test_baseconv_is_projection_times_convolution_plus_input():
@@ -212,7 +219,8 @@ def test_baseconv_is_projection_times_convolution_plus_input():
     x = torch.randn(2, 8, D, dtype=torch.float64)
     padded = torch.cat([torch.zeros(2, 2, D, dtype=torch.float64), x], 1)
     conv = torch.stack([(padded[:, t : t + 3] * m.filter.t()).sum(1) for t in range(8)], 1) + m.filter_bias
-    torch.testing.assert_close(m(x)[0], m.projection(x) * conv + x)
+    torch.testing.assert_close(m(x)[0], m.projection(x) * conv + x, **TOL)
+    torch.testing.assert_close(stepped(m, x), m.projection(x) * conv + x, **TOL)
     long = make_mixer("baseconv", kernel_size=-1, l_max=32)
     assert long.filter.shape == (D, 32) and long(x)[1].inputs.shape == (2, 31, D)
 
@@ -400,6 +408,34 @@ def direct_gla(q, k, v, alpha, scale):
     return torch.stack(o, 1)  # (B, T, H, V)
 
 
+def test_gla_is_the_papers_gated_linear_attention():
+    """GLA (Yang et al. 2023, sec. 4.4, eqs. 9-11, with fla's fla/layers/gla.py parametrisation):
+    q = x W_q, k = x W_k, v = x W_v per head; α_t = σ(x W_α1 W_α2 + b_α)^(1/τ), τ = 16 (log α = logsigmoid/τ);
+    S_t = diag(α_t) S_{t-1} + k_tᵀ v_t, o_t = q_t S_t / sqrt(d_k / H);
+    y = W_o (RMSNorm_head(o_t; eps 1e-5, weight) ⊙ swish(x W_g)). The memory read-out is o."""
+    m = make_mixer("gla")
+    with torch.no_grad():  # leave the N(0, 0.02) start: far-from-one decays, a bias, a norm weight
+        for layer in m.modules():
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight.mul_(20)
+        m.gate_up.bias.normal_(0, 1)
+        m.head_norm.weight.normal_(1, 0.3)
+    B, T, H = 2, 9, m.n_heads
+    K, V = D // 2 // H, D // H  # d_k = d/2, d_v = d
+    x = torch.randn(B, T, D, dtype=torch.float64)
+    q = linear(x, m.q_proj).view(B, T, H, K)
+    k = linear(x, m.k_proj).view(B, T, H, K)
+    v = linear(x, m.v_proj).view(B, T, H, V)
+    alpha = torch.sigmoid(linear(linear(x, m.gate_down), m.gate_up)).pow(1 / 16).view(B, T, H, K)
+    o = direct_gla(q, k, v, alpha, K**-0.5)
+    normed = o / torch.sqrt(o.pow(2).mean(-1, keepdim=True) + 1e-5) * m.head_norm.weight
+    expected = linear(normed.flatten(2) * swish(linear(x, m.g_proj)), m.o_proj)
+    y, _, memory = m.forward_with_memory(x)
+    torch.testing.assert_close(y, expected, **TOL)
+    torch.testing.assert_close(memory, o.flatten(2), **TOL)
+    torch.testing.assert_close(stepped(m, x), expected, **TOL)
+
+
 def test_liger_is_half_sliding_window_attention_and_half_gated_linear_attention():
     """Liger Attention (Lan et al. 2025, sec. 3; OpenSparseLLMs/Linearization
     liger/models/liger_gla/modeling_liger_gla.py): with the attention layer's W_q, W_k, W_v, W_o,
@@ -414,6 +450,28 @@ def test_liger_is_half_sliding_window_attention_and_half_gated_linear_attention(
     o_gla = direct_gla(torch.softmax(q, -1), torch.softmax(k, -1), v, torch.sigmoid(k).pow(1 / 16), 1.0)
     swa_part = direct_softmax_attention(m, x, in_window(4))  # already through W_o, which is linear
     expected = 0.5 * swa_part + 0.5 * linear(o_gla.flatten(2), m.o_proj)
+    torch.testing.assert_close(m(x)[0], expected, **TOL)
+    torch.testing.assert_close(stepped(m, x), expected, **TOL)
+
+
+def test_gam_is_gated_local_convolution_plus_memory_read():
+    """GAM (2025; rishiraj/gam gam_model.py, GAMBlock.forward): local_t = Conv1d(x, kernel 3, padding 2,
+    groups d)[:T]_t = Σ_j w[:, j] x_{t-2+j} + b (zero before the start; w[:, 2] weighs the current token);
+    global_t = softmax(x_t Mᵀ) M; [a_t, b_t] = x_t W_g + b_g; y_t = σ(a_t) local_t + σ(b_t) global_t."""
+    m = make_mixer("gam")
+    with torch.no_grad():
+        m.conv_bias.normal_()  # starts at zero
+    B, T = 2, 9
+    x = torch.randn(B, T, D, dtype=torch.float64)
+    w, M = m.conv_weight, m.memory
+    a, b = linear(x, m.gate).chunk(2, -1)
+    expected = torch.empty_like(x)
+    for t in range(T):
+        local = m.conv_bias + sum(w[:, j] * x[:, t - 2 + j] for j in range(3) if t - 2 + j >= 0)
+        scores = x[:, t] @ M.t()  # (B, slots)
+        p = torch.exp(scores - scores.amax(-1, keepdim=True))
+        read = (p / p.sum(-1, keepdim=True)) @ M
+        expected[:, t] = torch.sigmoid(a[:, t]) * local + torch.sigmoid(b[:, t]) * read
     torch.testing.assert_close(m(x)[0], expected, **TOL)
     torch.testing.assert_close(stepped(m, x), expected, **TOL)
 
@@ -464,3 +522,29 @@ def test_hyena_is_gated_long_convolution_with_the_implicit_filter(l_max, T):
     torch.testing.assert_close(stepped(m, x), expected, **TOL)
     y_a, state = m(x[:, :3])
     torch.testing.assert_close(torch.cat([y_a, m(x[:, 3:], state)[0]], 1), expected, **TOL)
+
+
+def test_gru_is_the_papers_recurrence():
+    """GRU (Cho et al. 2014, eqs. 5-8) in torch.nn.GRU's form: biases on both sides, and the reset gate
+    multiplies U_n h + b_hn (Cho's eq. 8 resets h before U_n: tanh(W x + U (r ⊙ h))):
+    r = σ(W_r x + b_ir + U_r h + b_hr), z = σ(W_z x + b_iz + U_z h + b_hz),
+    n = tanh(W_n x + b_in + r ⊙ (U_n h + b_hn)), h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}."""
+    m = make_mixer("gru")
+    B, T = 2, 9
+    x = torch.randn(B, T, D, dtype=torch.float64)
+    W_r, W_z, W_n = m.rnn.weight_ih_l0.chunk(3, 0)
+    U_r, U_z, U_n = m.rnn.weight_hh_l0.chunk(3, 0)
+    b_ir, b_iz, b_in = m.rnn.bias_ih_l0.chunk(3)
+    b_hr, b_hz, b_hn = m.rnn.bias_hh_l0.chunk(3)
+    h, expected = torch.zeros(B, D, dtype=torch.float64), []
+    for t in range(T):
+        r = torch.sigmoid(x[:, t] @ W_r.t() + b_ir + h @ U_r.t() + b_hr)
+        z = torch.sigmoid(x[:, t] @ W_z.t() + b_iz + h @ U_z.t() + b_hz)
+        n = torch.tanh(x[:, t] @ W_n.t() + b_in + r * (h @ U_n.t() + b_hn))
+        h = (1 - z) * n + z * h
+        expected.append(h)
+    expected = torch.stack(expected, 1)
+    torch.testing.assert_close(m(x)[0], expected, **TOL)
+    torch.testing.assert_close(stepped(m, x), expected, **TOL)
+
+
