@@ -548,3 +548,23 @@ def test_gru_is_the_papers_recurrence():
     torch.testing.assert_close(stepped(m, x), expected, **TOL)
 
 
+def test_gmu_with_group_norm_is_sambays_normalised_gate():
+    """SambaY GMU with a normalised gate (Ren et al. 2025, eq. 4; microsoft/ArchScale
+    lit_gpt/gated_memory_unit.py, RMSNormGated(d_mem, eps=1e-5, norm_before_gate=False,
+    group_size=d_mem // ngroups)): g = m ⊙ SiLU(x W_in); each group of d_mem / ngroups channels divided by
+    its RMS (eps 1e-5), then times a per-channel weight (d_mem of them); y = g W_out."""
+    m = make_mixer("gmu", norm_groups=3)  # memory_dim 12: groups of 4
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.dim() == 1:
+                p.normal_(1, 0.3)
+    x = torch.randn(2, 5, D, dtype=torch.float64)
+    mem = torch.randn(2, 5, 12, dtype=torch.float64)
+    g = mem * swish(x @ m.in_proj.weight.t())
+    groups = g.view(2, 5, 3, 4)
+    normed = (groups / torch.sqrt(groups.pow(2).mean(-1, keepdim=True) + 1e-5)).flatten(-2)
+    weight = [p for p in m.parameters() if p.dim() == 1]
+    assert len(weight) == 1 and weight[0].shape == (12,), "one weight per memory channel"
+    expected = (normed * weight[0]) @ m.out_proj.weight.t()
+    torch.testing.assert_close(m(x, memory=mem)[0], expected, **TOL)
+    torch.testing.assert_close(stepped(m, x[:, :1], memory=mem[:, 0]), expected[:, :1], **TOL)
