@@ -214,15 +214,29 @@ def test_pgn_reads_the_strictly_past_window():
     torch.testing.assert_close(stepped(m, x), expected, **TOL)
 
 
-def test_baseconv_is_projection_times_convolution_plus_input():
-    m = make_mixer("baseconv")
-    x = torch.randn(2, 8, D, dtype=torch.float64)
-    padded = torch.cat([torch.zeros(2, 2, D, dtype=torch.float64), x], 1)
-    conv = torch.stack([(padded[:, t : t + 3] * m.filter.t()).sum(1) for t in range(8)], 1) + m.filter_bias
-    torch.testing.assert_close(m(x)[0], m.projection(x) * conv + x, **TOL)
-    torch.testing.assert_close(stepped(m, x), m.projection(x) * conv + x, **TOL)
-    long = make_mixer("baseconv", kernel_size=-1, l_max=32)
-    assert long.filter.shape == (D, 32) and long(x)[1].inputs.shape == (2, 31, D)
+@pytest.mark.parametrize("kwargs", [{}, {"use_act": True}, {"kernel_size": -1, "l_max": 6}])
+def test_baseconv_is_projection_times_convolution_plus_input(kwargs):
+    """BaseConv (Arora et al. 2023, eq. 2; zoology/mixers/base_conv.py): y = (x W + b) ⊙ (h ∗ x) + x, or
+    SiLU(h ∗ x) ⊙ SiLU(x W + b) + x with use_act; h ∗ x is the short causal conv Σ_j w[:, j] x_{t-2+j} + c or
+    the explicit long filter Σ_{n<l_max} h[:, n] x_{t-n} (no bias, zoology's LongConvolution)."""
+    m = make_mixer("baseconv", **kwargs)
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.dim() == 1:  # the short filter's bias starts at zero
+                p.normal_()
+    B, T = 2, 8
+    x = torch.randn(B, T, D, dtype=torch.float64)
+    w = m.filter
+    if kwargs.get("kernel_size") == -1:
+        assert w.shape == (D, 6)
+        conv = torch.stack([sum(w[:, n] * x[:, t - n] for n in range(min(t, 5) + 1)) for t in range(T)], 1)
+    else:
+        conv = torch.stack([m.filter_bias + sum(w[:, j] * x[:, t - 2 + j] for j in range(3) if t - 2 + j >= 0)
+                            for t in range(T)], 1)
+    proj = linear(x, m.projection)
+    expected = (swish(conv) * swish(proj) if kwargs.get("use_act") else conv * proj) + x
+    torch.testing.assert_close(m(x)[0], expected, **TOL)
+    torch.testing.assert_close(stepped(m, x), expected, **TOL)
 
 
 def test_hyena_filter_is_windowed_and_as_long_as_l_max():
@@ -563,8 +577,7 @@ def test_gmu_with_group_norm_is_sambays_normalised_gate():
     g = mem * swish(x @ m.in_proj.weight.t())
     groups = g.view(2, 5, 3, 4)
     normed = (groups / torch.sqrt(groups.pow(2).mean(-1, keepdim=True) + 1e-5)).flatten(-2)
-    weight = [p for p in m.parameters() if p.dim() == 1]
-    assert len(weight) == 1 and weight[0].shape == (12,), "one weight per memory channel"
-    expected = (normed * weight[0]) @ m.out_proj.weight.t()
+    assert m.norm.weight.shape == (12,), "one weight per memory channel"
+    expected = (normed * m.norm.weight) @ m.out_proj.weight.t()
     torch.testing.assert_close(m(x, memory=mem)[0], expected, **TOL)
     torch.testing.assert_close(stepped(m, x[:, :1], memory=mem[:, 0]), expected[:, :1], **TOL)
