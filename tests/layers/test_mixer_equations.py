@@ -138,6 +138,30 @@ def test_rwkv_spiking_emits_binary_spikes_with_surrogate_gradients():
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
+def test_rwkv_spiking_is_a_lif_neuron_on_the_mixer_output():
+    """SpikeGPT (Zhu et al. 2023, sec. 3; ridgerchu/SpikeGPT src/model.py): a leaky integrate-and-fire neuron
+    along tokens on the time-mixing output y_t: V_t = V_{t-1} + (y_t - V_{t-1}) / 2, s_t = [V_t >= 1], then a hard
+    reset V_t = 0 where it spiked (V_{-1} = 0)."""
+    plain = make_mixer("rwkv")
+    spiking = make_mixer("rwkv", spiking=True)
+    spiking.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        for m in (plain, spiking):
+            m.output.weight.mul_(10)  # drive the neuron over its threshold
+    x = torch.randn(2, 12, D, dtype=torch.float64)
+    y, _ = plain(x)
+    V, expected = torch.zeros(2, D, dtype=torch.float64), []
+    for t in range(12):
+        V = V + (y[:, t] - V) / 2
+        s = (V >= 1).double()
+        V = V * (1 - s)
+        expected.append(s)
+    expected = torch.stack(expected, 1)
+    assert 0 < expected.mean() < 1
+    torch.testing.assert_close(spiking(x)[0], expected, rtol=0, atol=0)
+    torch.testing.assert_close(stepped(spiking, x), expected, rtol=0, atol=0)
+
+
 def test_lif_neuron_integrates_fires_and_resets():
     membrane = torch.zeros(1)
     spikes = []
