@@ -217,7 +217,7 @@ def test_gmu_gates_the_memory():
     m = make_mixer("gmu")
     x = torch.randn(2, 5, D, dtype=torch.float64)
     mem = torch.randn(2, 5, 12, dtype=torch.float64)
-    torch.testing.assert_close(m(x, memory=mem)[0], m.out_proj(F.silu(m.in_proj(x)) * mem))
+    torch.testing.assert_close(m(x, memory=mem)[0], m.out_proj(F.silu(m.in_proj(x)) * mem), **TOL)
     with pytest.raises(ValueError, match="gmu needs memory="):
         m(x)
     with pytest.raises(ValueError, match=r"memory must have shape \(2, 5, 12\)"):
@@ -298,19 +298,19 @@ def test_glu_family(name, act):
     m = layers.build(name, 12).double()
     x = torch.randn(3, 5, 12, dtype=torch.float64)
     gate, value = m.gate_and_value(x).chunk(2, -1)
-    torch.testing.assert_close(m(x), m.down(act(gate) * value))
+    torch.testing.assert_close(m(x), m.down(act(gate) * value), **TOL)
     assert m.down.in_features == 32  # 8/3 * 12
 
 
 def test_mlp_and_cglu():
     x = torch.randn(3, 5, 12, dtype=torch.float64)
     mlp = layers.build("mlp", 12).double()
-    torch.testing.assert_close(mlp(x), mlp.down(F.gelu(mlp.up(x))))
+    torch.testing.assert_close(mlp(x), mlp.down(F.gelu(mlp.up(x))), **TOL)
     cglu = layers.build("cglu", 12).double()
     x1 = cglu.up(x)
     h = cglu.down(x1 * torch.sigmoid(cglu.slope * x1))
     g = torch.sigmoid(cglu.gate(x))
-    torch.testing.assert_close(cglu(x), g * h + (1 - g) * x)
+    torch.testing.assert_close(cglu(x), g * h + (1 - g) * x, **TOL)
     with torch.no_grad():  # a closed gate passes the input through unchanged
         cglu.gate.bias.fill_(-1e4)
     torch.testing.assert_close(cglu(x), x)
