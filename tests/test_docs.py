@@ -28,3 +28,20 @@ def test_every_depth_module_is_named_in_the_design_page():
     text = (DOCS / "design.md").read_text()
     missing = [name for name in depth_names() if f"`{name}`" not in text]
     assert not missing, f"docs/design.md does not name the depth module(s) {missing}"
+
+
+def test_the_equation_tests_table_covers_every_unit_and_names_tests_that_exist():
+    """docs/layers.md's 'Equation tests' table has a row for every registered unit, and each test it names is
+    defined (in tests/layers/test_mixer_equations.py unless the cell names another file of tests/layers)."""
+    section = (DOCS / "layers.md").read_text().split("## Equation tests", 1)[1].split("\n## ", 1)[0]
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in section.splitlines() if line.startswith("| `")]
+    units = [name for row in rows for name in re.findall(r"`([a-z_]+)`", row[0])]
+    assert sorted(units) == sorted(layers.names("token") + layers.names("channel"))
+    tests = DOCS.parent / "tests" / "layers"
+    for row in rows:
+        named = re.findall(r"`(?:([a-z_]+\.py)::)?(test_[a-z0-9_]+)`", row[-1])
+        assert named, f"the row of {row[0]} names no test"
+        for file, name in named:
+            source = (tests / (file or "test_mixer_equations.py")).read_text()
+            assert re.search(rf"^def {name}\(", source, flags=re.M), f"{row[0]}: no test {name} in {file or 'test_mixer_equations.py'}"

@@ -60,20 +60,33 @@ class ImplicitFilter(nn.Module):
     def __init__(self, d_model: int, l_max: int, order: int = 64, inner_layers: int = 2,
                  fast_decay_pct: float = 0.3, slow_decay_pct: float = 1.5, target: float = 1e-2):
         super().__init__()
-        t = torch.linspace(0, 1, l_max).unsqueeze(-1)  # (L, 1)
-        angle = 2 * math.pi * torch.arange(l_max, dtype=torch.float32).unsqueeze(-1) / l_max * 1e-4
-        self.register_buffer("features", torch.cat([t, angle.cos(), -angle.sin()], -1), persistent=False)
-        self.register_buffer("t", t, persistent=False)
+        self.l_max, self.d_model = l_max, d_model
         layers = [nn.Linear(3, order), _Sin(order)]
         for _ in range(inner_layers):
             layers += [nn.Linear(order, order), _Sin(order)]
         layers.append(nn.Linear(order, d_model, bias=False))
         self.ffn = nn.Sequential(*layers)
-        max_decay, min_decay = math.log(target) / fast_decay_pct, math.log(target) / slow_decay_pct
-        self.register_buffer("deltas", torch.linspace(min_decay, max_decay, d_model), persistent=False)
+        self.max_decay, self.min_decay = math.log(target) / fast_decay_pct, math.log(target) / slow_decay_pct
+
+    def positions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """t̂ (L, 1) = lag / (l_max - 1) and the features PE (L, 3) = [t̂, cos(f ω), -sin(f ω)], ω = 2π lag / l_max,
+        f = 1e-4, in float64: computed on each call from the lag, so a float64 filter is exact (buffers made
+        in float32 kept their rounding through .double())."""
+        device = self.ffn[0].weight.device
+        lag = torch.arange(self.l_max, device=device, dtype=torch.float64).unsqueeze(-1)
+        t = lag / max(self.l_max - 1, 1)
+        angle = 2 * math.pi * lag / self.l_max * 1e-4
+        return t, torch.cat([t, angle.cos(), -angle.sin()], -1)
+
+    def window(self) -> torch.Tensor:
+        """exp(-t̂ |δ|) (L, d) in float64, δ spread linearly from the slow to the fast decay rate over channels."""
+        t, _ = self.positions()
+        deltas = torch.linspace(self.min_decay, self.max_decay, self.d_model, device=t.device, dtype=torch.float64)
+        return torch.exp(-t * deltas.abs())
 
     def forward(self) -> torch.Tensor:
-        h = self.ffn(self.features) * torch.exp(-self.t * self.deltas.abs())  # (L, d)
+        dtype = self.ffn[0].weight.dtype
+        h = self.ffn(self.positions()[1].to(dtype)) * self.window().to(dtype)  # (L, d)
         return h.t()
 
     def cached(self) -> torch.Tensor:

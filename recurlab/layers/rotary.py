@@ -17,8 +17,9 @@ def rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> t
     """
     Dh = x.shape[-1]
     half = Dh // 2
-    freqs = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
-    angles = positions.to(torch.float32).unsqueeze(-1) * freqs  # (T, half)
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32  # float64 stays float64
+    freqs = base ** (-torch.arange(half, device=x.device, dtype=acc) / half)
+    angles = positions.to(acc).unsqueeze(-1) * freqs  # (T, half)
     cos, sin = angles.cos()[:, None, :], angles.sin()[:, None, :]  # (T, 1, half) broadcast over heads
-    x1, x2 = x[..., :half].float(), x[..., half:].float()
+    x1, x2 = x[..., :half].to(acc), x[..., half:].to(acc)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1).to(x.dtype)
