@@ -14,6 +14,21 @@ the positional features at lr 1e-5; recurlab keeps them fixed.)
 The filter has l_max lags, so a token sees l_max tokens back. Decoding keeps the
 last l_max - 1 gated inputs: O(l_max d) memory and time per token, which is what
 sets convolutional models apart from recurrent ones at inference.
+
+``step`` computes the filter h afresh at every token, as ``forward`` does: nothing derived from the
+weights is kept between calls. A per-module cache keyed on the parameters' pointers and versions
+(removed) returned a wrong filter whenever something else determined its value: the loop cursor of
+a Relaxed model's per-loop LoRA on the filter's Linears (every loop decoded with loop 0's filter),
+or an in-place ``p.data`` update, which bumps no version. Keeping h in the state was the other
+option, but state tensors are batch first (``select`` would copy the (d_model, l_max) filter per
+row) and a state would carry weights from before an update. The price: l_max (2 order² + order
+d_model) multiply-adds per layer and token for the filter, beside the convolution's l_max d_model
+per sequence; measured at d_model 256, l_max 2048, order 64 (a 6-layer CausalLM, one thread, no
+grad, interleaved medians): 22-34 ms/token -> 38-58 at batch 1, 89-140 -> 106-166 ms per step at
+batch 8 (the ranges are runs on a shared 2-core machine), i.e. about 1.7x at batch 1 and 1.2x at
+batch 8. ``recurlab bench layers --set mixers=hyena`` times the layer's decode step
+(the side-by-side script is in the message of the commit that removed the cache).
+
 State: HyenaState (short-conv inputs (B, 2, 3 d_model), long-conv history (B, l_max - 1, d_model)).
 """
 
@@ -89,15 +104,6 @@ class ImplicitFilter(nn.Module):
         h = self.ffn(self.positions()[1].to(dtype)) * self.window().to(dtype)  # (L, d)
         return h.t()
 
-    def cached(self) -> torch.Tensor:
-        """The filter without gradient, recomputed only when a parameter changed (for decoding)."""
-        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
-        if getattr(self, "_cache_key", None) != key:
-            with torch.no_grad():
-                self._cache = self.forward()
-            self._cache_key = key
-        return self._cache
-
 
 @register("hyena", kind="token", paper="Poli et al. 2023, Hyena (order 2, Zoology configuration)",
           state="short conv + last l_max - 1 inputs", tiny={"l_max": 40, "filter_order": 8})
@@ -135,7 +141,7 @@ class Hyena(TokenMixer):
         u, short_state = ops.causal_conv1d_step(self.in_proj(x_t), state.short_inputs, self.short_filter,
                                                 self.short_bias)
         x1, x2, v = u.split(self.d_model, dim=-1)
-        h = self.long_filter() if torch.is_grad_enabled() else self.long_filter.cached()
+        h = self.long_filter()
         history = state.history if state.history is not None else \
             x_t.new_zeros(x_t.shape[0], self.l_max - 1, self.d_model)
         z, history = ops.long_conv_step(x1 * v, history, h.to(x_t.dtype), self.skip)
