@@ -12,8 +12,9 @@ with learnable sine frequencies, and δ spreads per channel between the decay
 rates that bring exp(-|δ| t̂) to 1e-2 at 30% and at 150% of l_max. (The authors train
 the positional features at lr 1e-5; recurlab keeps them fixed.)
 The filter has l_max lags, so a token sees l_max tokens back. Decoding keeps the
-last l_max - 1 gated inputs: O(l_max d) memory and time per token, which is what
-sets convolutional models apart from recurrent ones at inference.
+last l_max - 1 gated inputs: O(l_max d) memory and time per token and sequence (plus
+the filter, once per step, below), which is what sets convolutional models apart from
+recurrent ones at inference.
 
 ``step`` computes the filter h afresh at every token, as ``forward`` does: nothing derived from the
 weights is kept between calls. A per-module cache keyed on the parameters' pointers and versions
