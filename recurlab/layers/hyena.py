@@ -88,7 +88,7 @@ class ImplicitFilter(nn.Module):
         """t̂ (L, 1) = lag / (l_max - 1) and the features PE (L, 3) = [t̂, cos(f ω), -sin(f ω)], ω = 2π lag / l_max,
         f = 1e-4, in float64: computed on each call from the lag, so a float64 filter is exact (buffers made
         in float32 kept their rounding through .double())."""
-        device = self.ffn[0].weight.device
+        device = self.first_parameter().device
         lag = torch.arange(self.l_max, device=device, dtype=torch.float64).unsqueeze(-1)
         t = lag / max(self.l_max - 1, 1)
         angle = 2 * math.pi * lag / self.l_max * 1e-4
@@ -100,8 +100,13 @@ class ImplicitFilter(nn.Module):
         deltas = torch.linspace(self.min_decay, self.max_decay, self.d_model, device=t.device, dtype=torch.float64)
         return torch.exp(-t * deltas.abs())
 
+    def first_parameter(self) -> torch.Tensor:
+        """A parameter of the FFN, whose device and dtype the filter takes. Not ``ffn[0].weight``: a depth module
+        may wrap the Linears (Relaxed's per-loop LoRA is a module around the Linear, without a ``weight``)."""
+        return next(self.ffn.parameters())
+
     def forward(self) -> torch.Tensor:
-        dtype = self.ffn[0].weight.dtype
+        dtype = self.first_parameter().dtype
         h = self.ffn(self.positions()[1].to(dtype)) * self.window().to(dtype)  # (L, d)
         return h.t()
 
