@@ -22,12 +22,13 @@ weights is kept between calls. A per-module cache keyed on the parameters' point
 a Relaxed model's per-loop LoRA on the filter's Linears (every loop decoded with loop 0's filter),
 or an in-place ``p.data`` update, which bumps no version. Keeping h in the state was the other
 option, but state tensors are batch first (``select`` would copy the (d_model, l_max) filter per
-row) and a state would carry weights from before an update. The price: l_max (2 order² + order
-d_model) multiply-adds per layer and token for the filter, beside the convolution's l_max d_model
-per sequence; measured at d_model 256, l_max 2048, order 64 (a 6-layer CausalLM, one thread, no
-grad, interleaved medians): 22-34 ms/token -> 38-58 at batch 1, 89-140 -> 106-166 ms per step at
-batch 8 (the ranges are runs on a shared 2-core machine), i.e. about 1.7x at batch 1 and 1.2x at
-batch 8. ``recurlab bench layers --set mixers=hyena`` times the layer's decode step
+row) and a state would carry weights from before an update. The price: the FFN's l_max (2 order² +
+order d_model) multiply-adds and the window's l_max d_model exponentials (float64) per layer and
+token, beside the convolution's l_max d_model per sequence. Measured at d_model 256, l_max 2048,
+order 64 (a 6-layer CausalLM, one thread, no grad, interleaved medians of 9 runs of 16 tokens, two
+runs on a shared 2-core machine): 25-28 ms/token with a fixed filter -> 48-55 recomputed at batch 1
+(about 2x), 104 -> 125-131 ms per step at batch 8 (1.2x); the window is about half of the filter's
+time. ``recurlab bench layers --set mixers=hyena`` times the layer's decode step
 (the side-by-side script is in the message of the commit that removed the cache).
 
 State: HyenaState (short-conv inputs (B, 2, 3 d_model), long-conv history (B, l_max - 1, d_model)).
