@@ -12,8 +12,25 @@ with learnable sine frequencies, and δ spreads per channel between the decay
 rates that bring exp(-|δ| t̂) to 1e-2 at 30% and at 150% of l_max. (The authors train
 the positional features at lr 1e-5; recurlab keeps them fixed.)
 The filter has l_max lags, so a token sees l_max tokens back. Decoding keeps the
-last l_max - 1 gated inputs: O(l_max d) memory and time per token, which is what
-sets convolutional models apart from recurrent ones at inference.
+last l_max - 1 gated inputs: O(l_max d) memory and time per token and sequence (plus
+the filter, once per step, below), which is what sets convolutional models apart from
+recurrent ones at inference.
+
+``step`` computes the filter h afresh at every token, as ``forward`` does: nothing derived from the
+weights is kept between calls. A per-module cache keyed on the parameters' pointers and versions
+(removed) returned a wrong filter whenever something else determined its value: the loop cursor of
+a Relaxed model's per-loop LoRA on the filter's Linears (every loop decoded with loop 0's filter),
+or an in-place ``p.data`` update, which bumps no version. Keeping h in the state was the other
+option, but state tensors are batch first (``select`` would copy the (d_model, l_max) filter per
+row) and a state would carry weights from before an update. The price: the FFN's l_max (2 order² +
+order d_model) multiply-adds and the window's l_max d_model exponentials (float64) per layer and
+token, beside the convolution's l_max d_model per sequence. Measured at d_model 256, l_max 2048,
+order 64 (a 6-layer CausalLM, one thread, no grad, interleaved medians of 9 runs of 16 tokens, two
+runs on a shared 2-core machine): 25-28 ms/token with a fixed filter -> 48-55 recomputed at batch 1
+(about 2x), 104 -> 125-131 ms per step at batch 8 (1.2x); the window is about half of the filter's
+time. ``recurlab bench layers --set mixers=hyena`` times the layer's decode step
+(the side-by-side script is in the message of the commit that removed the cache).
+
 State: HyenaState (short-conv inputs (B, 2, 3 d_model), long-conv history (B, l_max - 1, d_model)).
 """
 
@@ -72,7 +89,7 @@ class ImplicitFilter(nn.Module):
         """t̂ (L, 1) = lag / (l_max - 1) and the features PE (L, 3) = [t̂, cos(f ω), -sin(f ω)], ω = 2π lag / l_max,
         f = 1e-4, in float64: computed on each call from the lag, so a float64 filter is exact (buffers made
         in float32 kept their rounding through .double())."""
-        device = self.ffn[0].weight.device
+        device = self.first_parameter().device
         lag = torch.arange(self.l_max, device=device, dtype=torch.float64).unsqueeze(-1)
         t = lag / max(self.l_max - 1, 1)
         angle = 2 * math.pi * lag / self.l_max * 1e-4
@@ -84,19 +101,15 @@ class ImplicitFilter(nn.Module):
         deltas = torch.linspace(self.min_decay, self.max_decay, self.d_model, device=t.device, dtype=torch.float64)
         return torch.exp(-t * deltas.abs())
 
+    def first_parameter(self) -> torch.Tensor:
+        """A parameter of the FFN, whose device and dtype the filter takes. Not ``ffn[0].weight``: a depth module
+        may wrap the Linears (Relaxed's per-loop LoRA is a module around the Linear, without a ``weight``)."""
+        return next(self.ffn.parameters())
+
     def forward(self) -> torch.Tensor:
-        dtype = self.ffn[0].weight.dtype
+        dtype = self.first_parameter().dtype
         h = self.ffn(self.positions()[1].to(dtype)) * self.window().to(dtype)  # (L, d)
         return h.t()
-
-    def cached(self) -> torch.Tensor:
-        """The filter without gradient, recomputed only when a parameter changed (for decoding)."""
-        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
-        if getattr(self, "_cache_key", None) != key:
-            with torch.no_grad():
-                self._cache = self.forward()
-            self._cache_key = key
-        return self._cache
 
 
 @register("hyena", kind="token", paper="Poli et al. 2023, Hyena (order 2, Zoology configuration)",
@@ -135,7 +148,7 @@ class Hyena(TokenMixer):
         u, short_state = ops.causal_conv1d_step(self.in_proj(x_t), state.short_inputs, self.short_filter,
                                                 self.short_bias)
         x1, x2, v = u.split(self.d_model, dim=-1)
-        h = self.long_filter() if torch.is_grad_enabled() else self.long_filter.cached()
+        h = self.long_filter()
         history = state.history if state.history is not None else \
             x_t.new_zeros(x_t.shape[0], self.l_max - 1, self.d_model)
         z, history = ops.long_conv_step(x1 * v, history, h.to(x_t.dtype), self.skip)

@@ -85,9 +85,16 @@ def config_block(config: "ModelConfig", layer: int, channel_overrides: dict | No
     return make_block(name, config.d_model, config.channel_mixer, kwargs, channel_kwargs, config.norm_eps)
 
 
-def check_self_contained(blocks, what: str) -> None:
-    """A ValueError unless every block's mixer is self-contained (reads no other layer's memory)."""
+def check_self_contained(blocks, what: str, depth: str) -> None:
+    """A ValueError unless every block's mixer is self-contained (reads no other layer's memory); ``what`` names
+    the list (e.g. "blocks") and ``depth`` the depth module that refuses it."""
     for i, block in enumerate(blocks):
         if block.mixer.reads_memory:
-            raise ValueError(f"{what}[{i}]: mixer {type(block.mixer).__name__} reads another layer's memory; "
-                             f"only the stack depth module wires memories (set memory_layer)")
+            raise ValueError(f"depth {depth!r} cannot run token mixer {mixer_name(block.mixer)!r} ({what}[{i}]): it "
+                             f"reads another layer's memory read-out, which only the 'stack' depth module wires "
+                             f"(memory_layer, SambaY's layout)")
+
+
+def mixer_name(mixer: TokenMixer) -> str:
+    """The registry name of a token mixer (its class name if it is not registered)."""
+    return getattr(type(mixer), "registry_name", type(mixer).__name__)

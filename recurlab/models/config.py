@@ -108,6 +108,11 @@ class ModelConfig:
 
     def _validate_memory(self, mixers: list[str]) -> None:
         readers = [i for i, name in enumerate(mixers) if layers.info(name).cls.reads_memory]
+        if readers and self.depth != "stack":
+            names = ", ".join(repr(n) for n in dict.fromkeys(mixers[i] for i in readers))
+            raise ValueError(f"depth {self.depth!r} cannot run token mixer {names} (layers {readers}): it reads another "
+                             f"layer's memory read-out, and memory_layer is wired by the 'stack' depth module only "
+                             f"(SambaY's layout); depth {self.depth!r} takes self-contained mixers")
         if self.memory_layer is None:
             if readers:
                 raise ValueError(f"layers {readers} read a memory (gmu): set memory_layer to an earlier layer "

@@ -123,7 +123,7 @@ def register_depth(name: str, tiny: dict[str, Any] | None = None) -> Callable[[t
     """Class decorator adding a depth module to the registry under ``name``.
 
     ``tiny``: ModelConfig fields (n_layers, depth_kwargs, channel_mixer, ...) of a tiny instance, with
-    which the contract tests run it (d_model 16, attention and gla blocks).
+    which the contract tests run it (d_model 16, with every registered token mixer).
     """
 
     def decorate(cls: type[DepthModule]) -> type[DepthModule]:

@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.block import Block, config_block
+from ..models.block import Block, config_block, mixer_name
 from ..models.depth import DepthModule, register_depth
 from ..state import State
 from .mor_cache import RecursionKVCache, attention_block, check_row_splittable, recurrent_block_rows, routed_attention
@@ -309,8 +309,9 @@ class MixtureOfRecursions(DepthModule):
             if not isinstance(block, Block):
                 raise ValueError(f"{name}[{i}] must be a recurlab.models.block.Block, got {type(block).__name__}")
             if block.mixer.reads_memory:
-                raise ValueError(f"{name}[{i}]: mixer {type(block.mixer).__name__} reads another layer's memory; "
-                                 f"only the stack depth module wires memories")
+                raise ValueError(f"depth 'mor' cannot run token mixer {mixer_name(block.mixer)!r} ({name}[{i}]): it "
+                                 f"reads another layer's memory read-out, which only the 'stack' depth module wires "
+                                 f"(memory_layer, SambaY's layout)")
             d_model = block.mixer.d_model if d_model is None else d_model
             if block.mixer.d_model != d_model:
                 raise ValueError(f"{name}[{i}] has d_model={block.mixer.d_model}, expected {d_model} like the others")

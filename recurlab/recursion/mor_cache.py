@@ -25,7 +25,9 @@ padding must not change is the state, and the two kinds of token mixer keep it d
   active at r only: a token not routed to r leaves recursion r's state unchanged. Rows with the same
   number of active tokens run as one batch through the block (no padding, so their final states
   are exact) from ``state.select(rows)``, and their states are written back row by row
-  (:func:`scatter_rows`). Mixers whose state holds a cache (liger, sliced_attention) are refused.
+  (:func:`scatter_rows`). Mixers whose state holds a cache (liger, sliced_attention) are refused in
+  shared blocks: a KVCache has one length and one position counter for all rows, and a recursion
+  takes a different number of tokens from each row (:func:`check_row_splittable`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import torch.nn.functional as F
 
 from ..layers import TokenMixer
 from ..layers.rotary import rotary
-from ..models.block import Block
+from ..models.block import Block, mixer_name
 from ..ops.attention.cache import SlotCache
 from ..state import State
 
@@ -158,11 +160,18 @@ def scatter_rows(full: State, rows: torch.Tensor, part: State) -> State:
 
 
 def check_row_splittable(block: Block, what: str) -> None:
-    """Raise ValueError unless the block's mixer keeps a fixed-size state (no cache) that rows can split."""
-    if any(isinstance(s, SlotCache) for s in _states_within(block.mixer.init_state(2))):
-        raise ValueError(f"{what}: mixer {type(block.mixer).__name__} keeps a cache in its state, which cannot run on "
-                         f"per-row subsequences of routed tokens; use attention/swa or a recurrent mixer (gla, mingru, "
-                         f"gru, rwkv, ...)")
+    """Raise ValueError unless the block's mixer keeps a fixed-size state (no cache) that rows can split.
+
+    A cache (:class:`recurlab.ops.KVCache`, any SlotCache) has one length and one position counter
+    (``offset``, which also places RoPE and sliced groups) for all batch rows, but a recursion takes a
+    different number of tokens from each row, so the rows' states could not be merged back."""
+    caches = [s for s in _states_within(block.mixer.init_state(2)) if isinstance(s, SlotCache)]
+    if caches:
+        raise ValueError(f"depth 'mor' cannot run token mixer {mixer_name(block.mixer)!r} in its shared blocks "
+                         f"({what}): its state holds a {type(caches[0]).__name__}, which has one length and one "
+                         f"position counter for every batch row, while Mixture-of-Recursions sends a different number "
+                         f"of tokens of each row through a recursion. Share attention/swa (routed caches) or a mixer "
+                         f"with a fixed-size state, or use this one in the first/last blocks")
 
 
 def _states_within(state):

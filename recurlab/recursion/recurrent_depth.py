@@ -111,7 +111,7 @@ class RecurrentDepth(DepthModule):
         d_model = core[0].mixer.d_model
         super().__init__(d_model)
         for name, blocks in (("prelude", prelude), ("core", core), ("coda", coda)):
-            check_self_contained(blocks, name)
+            check_self_contained(blocks, name, type(self).registry_name)
         for name, blocks in (("prelude", prelude), ("core", core), ("coda", coda)):
             for b in blocks:
                 if b.mixer.d_model != d_model:

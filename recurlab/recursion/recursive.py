@@ -89,7 +89,7 @@ class Recursive(DepthModule):
         super().__init__(blocks[0].d_model)
         if any(b.d_model != self.d_model for b in blocks):
             raise ValueError(f"blocks must all have d_model={self.d_model}, got {[b.d_model for b in blocks]}")
-        check_self_contained(blocks, "blocks")
+        check_self_contained(blocks, "blocks", type(self).registry_name)
         self.blocks = nn.ModuleList(blocks)
         self.n_loops = n_loops
         self.loop_scales = nn.Parameter(torch.ones(n_loops, len(blocks), 4)) if loop_scales else None

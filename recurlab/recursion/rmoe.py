@@ -123,7 +123,7 @@ class RMoEStack(DepthModule):
         if not isinstance(blocks, (list, tuple, nn.ModuleList)) or not blocks or not all(isinstance(b, Block) for b in blocks):
             raise ValueError(f"blocks must be a non-empty list of recurlab Blocks, got {blocks!r:.80}")
         super().__init__(blocks[0].d_model)
-        check_self_contained(blocks, "blocks")
+        check_self_contained(blocks, "blocks", type(self).registry_name)
         moes = [b.channel_mixer for b in blocks]
         if not all(isinstance(m, MixtureOfExperts) and m.router is None for m in moes):
             raise ValueError("every block's channel mixer must be a MixtureOfExperts built with router=False "

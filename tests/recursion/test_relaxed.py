@@ -60,6 +60,26 @@ def test_step_equals_forward(mixer):
     check_step_equals_forward(relaxed, torch.randn(2, 9, D, dtype=torch.float64))
 
 
+def test_hyena_decodes_each_loop_with_its_own_lora_filter_without_gradients():
+    """Every Linear of hyena's implicit filter gets a per-loop LoRA, so the long filter differs per loop. The
+    no-grad step once took it from a cache keyed on the parameters only: every loop decoded with loop 0's filter
+    (step vs forward 1.6e-3 relative; exact with gradients on)."""
+    torch.manual_seed(0)
+    model = causal_lm("relaxed", {"n_loops": 2, "rank": 2}, n_layers=2, mixer="hyena",
+                      mixer_kwargs={"hyena": {"l_max": 40, "filter_order": 8}}).double().eval()
+    with torch.no_grad():
+        for p in model.parameters():  # LoRA B starts at 0: make every loop's delta matter
+            p.add_(0.05 * torch.randn_like(p))
+    ids = torch.randint(0, 16, (2, 9))
+    with torch.no_grad():
+        logits, _ = model(ids)
+        state, steps = None, []
+        for t in range(ids.shape[1]):
+            logits_t, state = model.step(ids[:, t], state)
+            steps.append(logits_t)
+    torch.testing.assert_close(torch.stack(steps, 1), logits, rtol=1e-9, atol=1e-9)
+
+
 def stack_of(mixer, n, channel_mixer="swiglu"):
     torch.manual_seed(1)
     blocks = [make_block(mixer, D, channel_mixer, mixer_kwargs={"n_heads": 2}).double() for _ in range(n)]
