@@ -22,13 +22,14 @@ weights is kept between calls. A per-module cache keyed on the parameters' point
 a Relaxed model's per-loop LoRA on the filter's Linears (every loop decoded with loop 0's filter),
 or an in-place ``p.data`` update, which bumps no version. Keeping h in the state was the other
 option, but state tensors are batch first (``select`` would copy the (d_model, l_max) filter per
-row) and a state would carry weights from before an update. The price: the FFN's l_max (2 order² +
-order d_model) multiply-adds and the window's l_max d_model exponentials (float64) per layer and
-token, beside the convolution's l_max d_model per sequence. Measured at d_model 256, l_max 2048,
-order 64 (a 6-layer CausalLM, one thread, no grad, interleaved medians of 9 runs of 16 tokens, two
-runs on a shared 2-core machine): 25-28 ms/token with a fixed filter -> 48-55 recomputed at batch 1
-(about 2x), 104 -> 125-131 ms per step at batch 8 (1.2x); the window is about half of the filter's
-time. ``recurlab bench layers --set mixers=hyena`` times the layer's decode step
+row) and a state would carry weights from before an update. What holds no weight is kept: the
+positional features and the exponential window are fixed by the construction arguments, the dtype
+and the device, and :meth:`ImplicitFilter.constants` keeps them under exactly that key. The price
+left is the FFN's l_max (2 order² + order d_model) multiply-adds per layer and token, beside the
+convolution's l_max d_model per sequence. Measured at d_model 256, l_max 2048, order 64 (a 6-layer
+CausalLM, one thread, no grad, interleaved medians of 9 runs of 16 tokens, on a shared 2-core
+machine): 29 ms/token with a fixed filter vs 44 recomputed at batch 1 (1.5x), 167 vs 193 ms per
+step at batch 8 (1.2x). ``recurlab bench layers --set mixers=hyena`` times the layer's decode step
 (the side-by-side script is in the message of the commit that removed the cache).
 
 State: HyenaState (short-conv inputs (B, 2, 3 d_model), long-conv history (B, l_max - 1, d_model)).
@@ -106,9 +107,25 @@ class ImplicitFilter(nn.Module):
         may wrap the Linears (Relaxed's per-loop LoRA is a module around the Linear, without a ``weight``)."""
         return next(self.ffn.parameters())
 
+    def constants(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The positional features (L, 3) and the window (L, d) in the FFN's dtype and device. They hold no
+        weight: their value is fixed by (l_max, d_model, the decay rates: set at construction) and by the
+        dtype and device, so they are kept under exactly that key (a decoding step then pays for the FFN
+        only). Not kept while torch.compile traces (it computes them in the graph)."""
+        first = self.first_parameter()
+        key = (first.dtype, first.device)
+        if torch.compiler.is_compiling():
+            return self._constants(*key)
+        if getattr(self, "_constants_key", None) != key:
+            self._constants_value, self._constants_key = self._constants(*key), key
+        return self._constants_value
+
+    def _constants(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.positions()[1].to(dtype), self.window().to(dtype)
+
     def forward(self) -> torch.Tensor:
-        dtype = self.first_parameter().dtype
-        h = self.ffn(self.positions()[1].to(dtype)) * self.window().to(dtype)  # (L, d)
+        features, window = self.constants()
+        h = self.ffn(features) * window  # (L, d)
         return h.t()
 
 
