@@ -21,8 +21,9 @@ children x_1..x_m in their sampled order: set p_1 = p, q_1 = q; accept x_i with 
 min(1, p_i(x_i) / q_i(x_i)), then continue at x_i's node; on rejection
 p_{i+1} = norm(max(0, p_i - q_i)) and q_{i+1} = q_i with x_i removed and renormalised (x_{i+1} is a
 draw from exactly that, given the earlier ones); when all m are rejected the token comes from p_{m+1};
-at a node without children from p (the bonus token). (The team's notes swap the letters p and q; the
-rule is the same, and the paper's exactness claim is checked by tests/decoding/test_exactness.py.)
+at a node without children from p (the bonus token). (The team's notes swap the letters p and q. The
+paper's Algorithm 1 could not be read line by line while this was built; exactness is checked by
+tests/decoding/test_exactness.py against the enumerated target distribution.)
 
 The tree is scored by the target as its root-to-leaf paths, one batch row each (see verify.py: for
 P leaves and depth L that is P x (L + 1) token positions in one call; no tree attention mask).
