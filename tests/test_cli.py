@@ -91,8 +91,15 @@ def check_recursion_over_depth(out: str):
     assert int(calls.group(2)) < int(calls.group(1)), out
 
 
+def check_speculative_decoding(out: str):
+    accepted = numbers_after(out, "mean accepted per call:")
+    assert len(accepted) == 2 and all(1 < a <= 4 for a in accepted), out  # the trained draft is mostly right
+    assert "greedy speculative == greedy: True" in out, out
+
+
 EXAMPLE_CHECKS = {"ops_quickstart.py": check_ops_quickstart, "layers_and_models.py": check_layers_and_models,
-                  "recipes.py": check_recipes, "recursion_over_depth.py": check_recursion_over_depth}
+                  "recipes.py": check_recipes, "recursion_over_depth.py": check_recursion_over_depth,
+                  "speculative_decoding.py": check_speculative_decoding}
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLE_CHECKS))

@@ -1,0 +1,74 @@
+"""Verification: a target model scores draft tokens in one parallel call and gives back its state
+after any accepted prefix, for every token mixer and depth module.
+
+    v = verify(model, state, tokens)   # tokens (P, n): one draft chain (P = 1) or P root-to-leaf paths
+    v.logits                           # (P, n, V): row r, position i predicts the token after tokens[r, i]
+    v.state_after(m, row=r)            # the state after the first m tokens of row r (batch 1)
+
+Method (the same for every mixer): one ``model(tokens, state)`` call scores all positions; the state
+after m accepted tokens is
+
+- m == 0: the given state, unchanged (states are values: no call wrote into it);
+- m == n: the call's own final state (of the row asked for) — free;
+- 0 < m < n: ``model(tokens[r:r+1, :m], state)``, a re-run of the m accepted tokens from the kept
+  state. Cost: m more token positions through the target (reported as ``rerun_tokens``), in a second
+  call. A recurrent target could instead keep its state at every position from the parallel form, or
+  attention truncate its KV cache; neither is built (no mixer's API returns per-position states, and
+  truncation would be a per-cache-type special case). This is correct for every registered mixer and
+  depth module (tests/decoding/test_verify.py), which is what the decoders need first.
+
+Trees are scored as paths: each root-to-leaf path is one batch row, all rows starting from the same
+state (``state.select``), shorter paths padded at their end (causal models: padding never changes the
+logits before it). Cost: P x n token positions for a tree of P leaves and depth n - 1, instead of the
+(number of nodes) positions a tree attention mask would take; it works for recurrent mixers, which
+have no tree mask, and attention alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from ..state import State
+
+
+@dataclasses.dataclass
+class Verification:
+    """The result of :func:`verify`: logits (P, n, V) of every position, and the states to continue from."""
+
+    model: torch.nn.Module
+    start_state: State  # batch 1: the state before tokens
+    tokens: torch.Tensor  # (P, n)
+    logits: torch.Tensor  # (P, n, V)
+    end_state: State  # batch P: the state after each row's n tokens
+    rerun_tokens: int = 0  # tokens re-run so far by state_after
+
+    def state_after(self, m: int, row: int = 0) -> State:
+        """The model's state (batch 1) after the first m tokens of row ``row`` (0 <= m <= n)."""
+        n = self.tokens.shape[1]
+        if not 0 <= m <= n:
+            raise ValueError(f"m must lie in [0, {n}], got {m}")
+        if m == 0:
+            return self.start_state
+        if m == n:
+            return self.end_state if self.tokens.shape[0] == 1 else self.end_state.select([row])
+        self.rerun_tokens += m
+        _, state = self.model(self.tokens[row:row + 1, :m], self.start_state)
+        return state
+
+
+@torch.no_grad()
+def verify(model, state: State, tokens: torch.Tensor) -> Verification:
+    """Score ``tokens`` (P, n) int64 continuing ``state`` (batch 1) in one call of ``model``.
+
+    Every row continues the same state (it is selected P times). Returns a :class:`Verification`
+    whose ``logits[r, i]`` (V,) are the model's logits after ``tokens[r, :i + 1]``."""
+    if tokens.dim() != 2 or tokens.shape[1] < 1:
+        raise ValueError(f"tokens must be a (P, n) tensor with n >= 1, got {tuple(tokens.shape)}")
+    if state.batch_size not in (None, 1):
+        raise ValueError(f"state must hold one sequence (batch 1), got batch {state.batch_size}")
+    rows = tokens.shape[0]
+    start = state.select([0] * rows) if rows > 1 else state
+    logits, end = model(tokens, start)
+    return Verification(model, state, tokens, logits, end)

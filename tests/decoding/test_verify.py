@@ -1,0 +1,62 @@
+"""Verify k draft tokens, accept j: the state equals the state after running the j tokens directly, for every
+registered token mixer in every depth module (and SambaY's layout), with the tiny models of the depth contract."""
+
+import pytest
+import torch
+
+from recurlab.decoding import verify
+from tests.models.test_depth_contract import CASES, route_about_half, tiny_model
+
+K = 3
+
+
+@pytest.mark.parametrize("depth,mixer", CASES)
+def test_verify_k_accept_j_equals_running_j_tokens(depth, mixer):
+    model = tiny_model(depth, mixer)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 16, (1, 3 + K), generator=g)
+    context, drafts = ids[:, :3], ids[:, 3:]
+    route_about_half(model, torch.randint(0, 16, (2, 9), generator=g))
+    probe = torch.tensor([5])
+    with torch.no_grad():
+        _, state = model(context)
+        before, _ = model.step(probe, state)
+        v = verify(model, state, drafts)
+        full, _ = model(ids)
+        torch.testing.assert_close(v.logits, full[:, 3:], rtol=1e-9, atol=1e-9)
+        for j in range(K + 1):
+            _, direct = model(ids[:, :3 + j])
+            expected, _ = model.step(probe, direct)
+            got, _ = model.step(probe, v.state_after(j))
+            torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+        after, _ = model.step(probe, state)
+    torch.testing.assert_close(after, before, rtol=0, atol=0)  # the kept state was not written into
+    assert v.rerun_tokens == sum(range(1, K))  # j = 1 .. K-1 re-run j tokens; j = 0 and K are free
+
+
+@pytest.mark.parametrize("mixer", ["attention", "gla"])
+def test_paths_share_the_state_and_each_row_continues_it(mixer):
+    model = tiny_model("stack", mixer)
+    paths = torch.tensor([[3, 1, 4], [3, 1, 5], [3, 2, 2]])
+    with torch.no_grad():
+        _, state = model(torch.tensor([[7, 7]]))
+        v = verify(model, state, paths)
+        for r in range(3):
+            full, _ = model(torch.cat([torch.tensor([[7, 7]]), paths[r:r + 1]], 1))
+            torch.testing.assert_close(v.logits[r], full[0, 2:], rtol=1e-9, atol=1e-9)
+            for m in (2, 3):
+                _, direct = model(torch.cat([torch.tensor([[7, 7]]), paths[r:r + 1, :m]], 1))
+                got, _ = model.step(torch.tensor([0]), v.state_after(m, row=r))
+                expected, _ = model.step(torch.tensor([0]), direct)
+                torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_bad_arguments_are_refused():
+    model = tiny_model("stack", "gla")
+    with torch.no_grad():
+        _, state = model(torch.tensor([[1, 2], [3, 4]]))
+        with pytest.raises(ValueError, match="batch 1"):
+            verify(model, state, torch.tensor([[1]]))
+        v = verify(model, state.select([0]), torch.tensor([[1, 2]]))
+    with pytest.raises(ValueError, match=r"m must lie in \[0, 2\]"):
+        v.state_after(3)
