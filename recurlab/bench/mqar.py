@@ -36,6 +36,31 @@ from ..train.trainer import evaluate, seed_everything
 from .harness import Benchmark, Context, Finished, Report, RunLog, settings
 from .report import markdown_table
 
+FIG2_CONFIGS = "zoology/experiments/paper_configs/iclr24_zoology_figure2/configs.py"
+
+
+def zoology_fig2_arguments(mixer: str, seq_len: int, n_layers: int) -> tuple[dict, list[dict] | None]:
+    """The constructor arguments Zoology's figure 2 gives ``mixer`` (HazyResearch/zoology, FIG2_CONFIGS),
+    as (arguments for every layer, per-layer arguments or None). Mixers absent from figure 2 get ({}, None).
+
+    - attention: ``num_heads: 1`` (Fig. 2's MHA; its attention dropout 0.1 has no recurlab counterpart).
+    - hyena: ``l_max: input_seq_len``.
+    - baseconv: ``l_max: input_seq_len, kernel_size: [3, -1, 3, -1]`` indexed by layer, with Zoology's
+      BaseConv default ``implicit_long_conv=True``: a short k=3 filter in even layers, the implicit long
+      filter in odd ones (zoology/mixers/base_conv.py).
+    - rwkv: Fig. 2 passes only ``l_max``, which recurlab's RWKV does not need (no fixed-length buffers).
+    """
+    if mixer == "attention":
+        return {"n_heads": 1}, None
+    if mixer == "hyena":
+        return {"l_max": seq_len}, None
+    if mixer == "baseconv":
+        per_layer = [{"kernel_size": 3} if i % 2 == 0 else {"kernel_size": -1, "implicit_long_conv": True}
+                     for i in range(n_layers)]
+        return {"l_max": seq_len}, per_layer
+    return {}, None
+
+
 DEFAULT_MIXERS = ("attention", "gla", "mingru", "gam", "rwkv", "baseconv", "hyena", "gru", "liger")
 
 
@@ -60,7 +85,8 @@ class MQARBenchConfig:
     early_stop_accuracy: float = param(0.99, gt=0, le=1)
     n_layers: int = param(2, ge=1)
     seed: int = param(0, ge=0)
-    mixer_kwargs: dict[str, dict] = field(default_factory=dict)
+    mixer_kwargs: dict[str, dict] = field(default_factory=dict)  # per mixer, over Zoology's Fig. 2 arguments
+    layer_kwargs: dict[str, list[dict]] = field(default_factory=dict)  # per mixer, replaces Fig. 2's per-layer ones
 
     def __post_init__(self):
         check_fields(self)
@@ -75,11 +101,14 @@ class MQARBenchConfig:
     def num_kv_pairs(self, seq_len: int) -> int:
         return max(1, round(seq_len * self.kv_per_token))
 
-    def mixer_arguments(self, mixer: str, seq_len: int) -> dict:
-        kwargs = dict(self.mixer_kwargs.get(mixer, {}))
-        if mixer == "hyena":
-            kwargs.setdefault("l_max", seq_len)
-        return {mixer: kwargs} if kwargs else {}
+    def mixer_arguments(self, mixer: str, seq_len: int) -> tuple[dict, list[dict] | None]:
+        """(ModelConfig.mixer_kwargs, ModelConfig.layer_kwargs) of ``mixer``'s model at ``seq_len``:
+        Zoology's figure 2 settings (:func:`zoology_fig2_arguments`), then this config's overrides."""
+        kwargs, per_layer = zoology_fig2_arguments(mixer, seq_len, self.n_layers)
+        kwargs.update(self.mixer_kwargs.get(mixer, {}))
+        if mixer in self.layer_kwargs:
+            per_layer = self.layer_kwargs[mixer]
+        return ({mixer: kwargs} if kwargs else {}), per_layer
 
 
 def jobs(cfg: MQARBenchConfig) -> list[dict]:
@@ -99,6 +128,12 @@ def solved_at_another_rate(cfg: MQARBenchConfig, job: dict, log: RunLog) -> bool
     return False
 
 
+def bench_model(cfg: MQARBenchConfig, mixer: str, d_model: int, seq_len: int):
+    """The CausalLM the sweep trains for (mixer, width, length): ``cfg.n_layers`` blocks of the token mixer
+    only, with Zoology's figure 2 arguments (:meth:`MQARBenchConfig.mixer_arguments`)."""
+    return recall_model(mixer, d_model, cfg.vocab_size, cfg.n_layers, *cfg.mixer_arguments(mixer, seq_len))
+
+
 def measure(job: dict, ctx: Context) -> dict:
     cfg, mixer, d, L, lr = MQARBenchConfig(**job["settings"]), job["mixer"], job["d_model"], job["seq_len"], job["lr"]
     mq = MQARConfig(seq_len=L, num_kv_pairs=cfg.num_kv_pairs(L), vocab_size=cfg.vocab_size)
@@ -108,7 +143,7 @@ def measure(job: dict, ctx: Context) -> dict:
         multi_query_associative_recall(cfg.eval_examples, mq, seed=3 * cfg.seed + 2),
         multi_query_associative_recall(cfg.test_examples, mq, seed=3 * cfg.seed + 3)))
     seed_everything(cfg.seed)
-    model = recall_model(mixer, d, cfg.vocab_size, cfg.n_layers, cfg.mixer_arguments(mixer, L))
+    model = bench_model(cfg, mixer, d, L)
     train_cfg = TrainConfig(steps=cfg.max_steps, batch_size=cfg.batch_size, lr=lr, eval_every=cfg.eval_every,
                             early_stop_accuracy=cfg.early_stop_accuracy, seed=cfg.seed, precision="fp32",
                             progress=ctx.progress)

@@ -75,9 +75,9 @@ def config_block(config: "ModelConfig", layer: int, channel_overrides: dict | No
                  **mixer_defaults: Any) -> Block:
     """Block ``layer`` of ``config``: its token mixer (with the config's arguments for that mixer, then
     ``mixer_defaults`` and the layer depth for mixers whose initialisation depends on it, unless the
-    config sets them) and the config's channel mixer (its arguments updated by ``channel_overrides``)."""
+    config sets them; ``config.layer_kwargs[layer]`` overrides the per-name arguments) and the config's channel mixer (its arguments updated by ``channel_overrides``)."""
     name = config.mixers[layer]
-    kwargs = dict(config.mixer_kwargs.get(name, {}))
+    kwargs = config.mixer_arguments(layer)
     for key, value in (("layer_idx", layer), ("n_layers", config.n_layers), *mixer_defaults.items()):
         if layers.accepts(name, key):
             kwargs.setdefault(key, value)

@@ -29,6 +29,10 @@ class ModelConfig:
             with a token mixer only.
         mixer_kwargs: per mixer name, keyword arguments for its constructor,
             e.g. {"swa": {"window": 64}}.
+        layer_kwargs: None, or a list of n_layers dicts: block i's mixer takes
+            ``{**mixer_kwargs[its name], **layer_kwargs[i]}`` (per-layer settings, e.g. Zoology's
+            BaseConv with a short filter in block 0 and a long one in block 1:
+            [{"kernel_size": 3}, {"kernel_size": -1, "l_max": 64}]).
         channel_kwargs: keyword arguments for the channel mixer.
         depth: the depth module by name (``recurlab.models.depth_names()``): "stack", "recursive",
             "relaxed", "mor", "recurrent_depth", "rmoe".
@@ -45,6 +49,7 @@ class ModelConfig:
     mixer: str | list[str] = "gla"
     channel_mixer: str | None = "swiglu"
     mixer_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    layer_kwargs: list[dict[str, Any]] | None = None
     channel_kwargs: dict[str, Any] = field(default_factory=dict)
     depth: str = "stack"
     depth_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -91,6 +96,7 @@ class ModelConfig:
             unknown = [k for k in kwargs if not layers.accepts(name, k)]
             if unknown:
                 raise ValueError(f"mixer_kwargs[{name!r}]: {name} takes no argument(s) {', '.join(unknown)}")
+        self._validate_layer_kwargs(mixers)
         if self.channel_mixer is not None and self.channel_mixer not in layers.names("channel"):
             raise ValueError(f"unknown channel mixer {self.channel_mixer!r}; valid names: "
                              f"{', '.join(sorted(layers.names('channel')))} or None")
@@ -105,6 +111,29 @@ class ModelConfig:
         if not isinstance(self.norm_eps, (int, float)) or isinstance(self.norm_eps, bool) or not self.norm_eps > 0:
             raise ValueError(f"model config norm_eps must be a number > 0, got {self.norm_eps!r}")
         self._validate_memory(mixers)
+
+    def _validate_layer_kwargs(self, mixers: list[str]) -> None:
+        if self.layer_kwargs is None:
+            return
+        if not isinstance(self.layer_kwargs, list) or len(self.layer_kwargs) != self.n_layers:
+            raise ValueError(f"model config layer_kwargs must be None or a list of n_layers={self.n_layers} dicts, "
+                             f"got {self.layer_kwargs!r}")
+        for i, (name, kwargs) in enumerate(zip(mixers, self.layer_kwargs)):
+            if not isinstance(kwargs, dict):
+                raise ValueError(f"layer_kwargs[{i}] must be a dict of constructor arguments for layer {i}'s "
+                                 f"{name}, got {kwargs!r}")
+            unknown = [k for k in kwargs if not layers.accepts(name, k)]
+            if unknown:
+                raise ValueError(f"layer_kwargs[{i}]: layer {i} is a {name}, which takes no argument(s) "
+                                 f"{', '.join(unknown)}")
+
+    def mixer_arguments(self, layer: int) -> dict[str, Any]:
+        """The constructor arguments of block ``layer``'s token mixer: ``mixer_kwargs`` of its name, then
+        ``layer_kwargs[layer]`` over them."""
+        kwargs = dict(self.mixer_kwargs.get(self.mixers[layer], {}))
+        if self.layer_kwargs is not None:
+            kwargs.update(self.layer_kwargs[layer])
+        return kwargs
 
     def _validate_memory(self, mixers: list[str]) -> None:
         readers = [i for i, name in enumerate(mixers) if layers.info(name).cls.reads_memory]

@@ -47,7 +47,8 @@ def test_every_setting_is_in_the_key_and_the_sweep_axes_are_not():
     keys = {harness.job_key(j) for j in jobs(base)}
     changed = dict(max_steps=30, kv_per_token=0.125, vocab_size=64, train_examples=128, eval_examples=32, test_examples=16,
                    batch_size=8,
-                   eval_every=5, early_stop_accuracy=0.9, n_layers=3, seed=1, mixer_kwargs={"attention": {"heads": 2}})
+                   eval_every=5, early_stop_accuracy=0.9, n_layers=3, seed=1, mixer_kwargs={"attention": {"heads": 2}},
+                       layer_kwargs={"baseconv": [{}, {}, {}]})
     assert set(changed) == {f.name for f in dataclasses.fields(base) if not f.metadata.get("axis")}
     for name, value in changed.items():  # every setting: no job of the sweep is reused
         assert not keys & {harness.job_key(j) for j in jobs(dataclasses.replace(base, **{name: value}))}, name
@@ -88,3 +89,43 @@ def test_old_runs_without_a_test_set_say_their_accuracy_is_validation():
     assert "predate the held-out test set" in render_markdown({"config": config, "rows": [row]})
     assert "held-out test set of the model" in render_markdown({"config": config,
                                                                 "rows": [{**row, "test_accuracy": 0.8}]})
+
+
+def receptive_reach(model, seq_len: int, vocab_size: int) -> float:
+    """|d logits at the last position / d embedding at position 0|: non-zero iff the last position sees the first."""
+    import torch
+
+    torch.manual_seed(0)
+    x = model.embedding(torch.randint(1, vocab_size, (1, seq_len))).detach().requires_grad_(True)
+    hidden, _ = model.depth(x, None)
+    hidden[0, -1].pow(2).sum().backward()
+    return x.grad[0, 0].abs().max().item()
+
+
+def test_two_layer_baseconv_as_the_bench_builds_it_sees_the_whole_sequence():
+    """Zoology's figure 2 BaseConv (kernel_size [3, -1]: short, then implicit long) reaches position 0 from the
+    last position of an L=64 sequence; the old wiring (k=3 in both layers) sees 4 tokens back."""
+    from recurlab.bench.mqar import bench_model
+
+    cfg = MQARBenchConfig(mixers=("baseconv",), d_models=(16,), seq_lens=(64,), vocab_size=32)
+    model = bench_model(cfg, "baseconv", 16, 64)
+    kinds = [(b.mixer.kernel_len, b.mixer.implicit) for b in model.depth.blocks]
+    assert kinds == [(3, False), (64, True)]
+    assert receptive_reach(model, 64, 32) > 1e-6
+    old = bench_model(dataclasses.replace(cfg, layer_kwargs={"baseconv": [{"kernel_size": 3}, {"kernel_size": 3}]}),
+                      "baseconv", 16, 64)
+    assert [b.mixer.kernel_len for b in old.depth.blocks] == [3, 3]
+    assert receptive_reach(old, 64, 32) == 0.0
+
+
+def test_bench_gives_each_mixer_zoologys_figure2_arguments():
+    from recurlab.bench.mqar import bench_model
+
+    cfg = MQARBenchConfig(vocab_size=32, mixer_kwargs={"hyena": {"filter_order": 8}})
+    attention = bench_model(cfg, "attention", 128, 64)
+    assert all(b.mixer.n_heads == 1 for b in attention.depth.blocks)  # Fig. 2: num_heads 1
+    hyena = bench_model(cfg, "hyena", 16, 128)
+    assert all(b.mixer.l_max == 128 for b in hyena.depth.blocks)  # Fig. 2: l_max = input_seq_len
+    assert receptive_reach(hyena, 128, 32) > 1e-6
+    gam = bench_model(cfg, "gam", 16, 64)  # not in Zoology: its authors' kernel 3 in every layer
+    assert [b.mixer.kernel_size for b in gam.depth.blocks] == [3, 3]

@@ -265,3 +265,26 @@ def test_hyena_decoding_filter_cache_follows_parameter_updates():
         expected, _ = m(x[:, :1])
     assert not torch.allclose(before, after)
     torch.testing.assert_close(after, expected[:, 0])
+
+
+def test_baseconv_implicit_long_filter_is_zoologys():
+    """Zoology's ImplicitLongConvolution: an MLP 3 -> 16 ReLU -> d of fixed positional features gives
+    the filter, and the convolution adds its input back (h * u + u) before the projection gates it."""
+    m = make_mixer("baseconv", kernel_size=-1, l_max=12, implicit_long_conv=True)
+    mlp = m.implicit_filter.mlp
+    assert [type(layer) for layer in mlp] == [torch.nn.Linear, torch.nn.ReLU, torch.nn.Linear]
+    assert (mlp[0].in_features, mlp[0].out_features, mlp[2].out_features) == (3, 16, D)
+    z = m.implicit_filter.features
+    assert z.shape == (12, 3) and z[0, 0] == 0 and z[-1, 0] == 1
+    h = m.implicit_filter()  # (D, l_max), h[:, s] multiplies x_{t-s}
+    assert h.shape == (D, 12)
+    x = torch.randn(2, 12, D, dtype=torch.float64)
+    conv = torch.stack([sum(h[:, s] * x[:, t - s] for s in range(t + 1)) for t in range(12)], 1) + x
+    torch.testing.assert_close(m(x)[0], m.projection(x) * conv + x)
+    state, steps = None, []
+    for t in range(12):
+        y_t, state = m.step(x[:, t], state)
+        steps.append(y_t)
+    torch.testing.assert_close(torch.stack(steps, 1), m(x)[0])
+    with pytest.raises(ValueError, match="implicit_long_conv=True needs kernel_size=-1"):
+        make_mixer("baseconv", implicit_long_conv=True)

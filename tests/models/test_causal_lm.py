@@ -101,6 +101,23 @@ def test_config_errors_name_the_valid_choices():
         CausalLM(ModelConfig(mixer="gla", mixer_kwargs={"gla": {"window": 4}}))
     with pytest.raises(ValueError, match="d_model must be a positive int"):
         ModelConfig(d_model=0)
+    with pytest.raises(ValueError, match=r"layer_kwargs\[1\]: layer 1 is a gla, which takes no argument\(s\) kernel_size"):
+        ModelConfig(mixer=["baseconv", "gla"], layer_kwargs=[{"kernel_size": 3}, {"kernel_size": 3}])
+    with pytest.raises(ValueError, match="layer_kwargs must be None or a list of n_layers=2 dicts"):
+        ModelConfig(mixer="baseconv", layer_kwargs=[{"kernel_size": 3}])
+
+
+def test_layer_kwargs_override_mixer_kwargs_per_block_and_round_trip_json():
+    config = ModelConfig(vocab_size=16, d_model=16, n_layers=3, mixer=["baseconv", "gla", "baseconv"],
+                         mixer_kwargs={"baseconv": {"kernel_size": 4, "l_max": 8}},
+                         layer_kwargs=[{}, {"n_heads": 2}, {"kernel_size": -1}])
+    assert config.mixer_arguments(0) == {"kernel_size": 4, "l_max": 8}
+    assert config.mixer_arguments(1) == {"n_heads": 2}
+    assert config.mixer_arguments(2) == {"kernel_size": -1, "l_max": 8}
+    blocks = CausalLM(config).depth.blocks
+    assert (blocks[0].mixer.kernel_len, blocks[1].mixer.n_heads, blocks[2].mixer.kernel_len) == (4, 2, 8)
+    assert ModelConfig.from_json(config.to_json()) == config
+    assert ModelConfig.from_dict({"mixer": "gla"}).layer_kwargs is None
 
 
 def test_bad_input_ids():
