@@ -24,17 +24,55 @@ differs in scale from the paper.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .. import layers
 from ..configs import check_fields, param
 from ..tasks import MQARConfig, multi_query_associative_recall
+from ..models import CausalLM, ModelConfig
 from ..train import TrainConfig, Trainer
 from ..train.tasks import recall_model
 from ..train.trainer import evaluate, seed_everything
 from .harness import Benchmark, Context, Finished, Report, RunLog, settings
 from .report import markdown_table
+
+ZOOLOGY = {  # HazyResearch/zoology FIG2_CONFIGS and zoology/config.py (TrainConfig, DataConfig defaults)
+    "vocab_size": 8192,  # VOCAB_SIZE = 8_192
+    "train_examples": 100_000,  # train MQARConfig(num_examples=100_000)
+    "eval_examples": 3_000,  # test MQARConfig(num_examples=3_000): evaluated every epoch, stops training
+    "test_examples": 3_000,  # recurlab's held-out set, the size of Zoology's test set
+    "lrs": tuple(float(x) for x in (1e-4, 10 ** (-4 + 2 / 3), 10 ** (-4 + 4 / 3), 1e-2)),  # np.logspace(-4, -2, 4)
+    "batch_size": 512,  # 512 for L <= 128 (256 at L=256, 128 at 512, 64 at 1024: zoology_batch_size)
+}
+
+
+def zoology_batch_size(seq_len: int) -> int:
+    """Zoology's figure 2 batch size for a sequence length (FIG2_CONFIGS)."""
+    return 64 if seq_len >= 1024 else 128 if seq_len >= 512 else 256 if seq_len >= 256 else 512
+
+
+def zoology_init(model, n_layers: int) -> None:
+    """Zoology's initialisation (zoology/model.py, _init_weights for TransformerBlock, applied to every module):
+    every nn.Linear weight N(0, 0.02^2) with a zero bias, every nn.Embedding N(0, 0.02^2), then the mixers'
+    output projections N(0, (0.02 / sqrt(2 n_layers))^2) (0.01 at 2 layers). Zoology matches the name
+    "out_proj.weight" (its attention's and Hyena's); recurlab's attention calls it o_proj. Convolution filters
+    and other raw parameters keep their own initialisation, as in Zoology."""
+    import math
+
+    from torch import nn
+
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+    for name, p in model.named_parameters():
+        if name.endswith(("out_proj.weight", "o_proj.weight")):
+            nn.init.normal_(p, std=0.02 / math.sqrt(2 * n_layers))
+
 
 FIG2_CONFIGS = "zoology/experiments/paper_configs/iclr24_zoology_figure2/configs.py"
 
@@ -87,9 +125,16 @@ class MQARBenchConfig:
     seed: int = param(0, ge=0)
     mixer_kwargs: dict[str, dict] = field(default_factory=dict)  # per mixer, over Zoology's Fig. 2 arguments
     layer_kwargs: dict[str, list[dict]] = field(default_factory=dict)  # per mixer, replaces Fig. 2's per-layer ones
+    protocol: str = param("cpu", choices=("cpu", "zoology"))  # "zoology": the published recipe, see ZOOLOGY
+    epochs: int = param(64, ge=1)  # protocol "zoology" only: passes over the training set (max_steps unused)
 
     def __post_init__(self):
         check_fields(self)
+        if self.protocol == "zoology":  # every field left at its CPU default takes Zoology's value
+            cpu = {f.name: f.default for f in fields(self)}
+            for name, value in ZOOLOGY.items():
+                if getattr(self, name) == cpu[name]:
+                    setattr(self, name, value)
 
     @classmethod
     def quick(cls, **overrides) -> "MQARBenchConfig":
@@ -130,8 +175,34 @@ def solved_at_another_rate(cfg: MQARBenchConfig, job: dict, log: RunLog) -> bool
 
 def bench_model(cfg: MQARBenchConfig, mixer: str, d_model: int, seq_len: int):
     """The CausalLM the sweep trains for (mixer, width, length): ``cfg.n_layers`` blocks of the token mixer
-    only, with Zoology's figure 2 arguments (:meth:`MQARBenchConfig.mixer_arguments`)."""
-    return recall_model(mixer, d_model, cfg.vocab_size, cfg.n_layers, *cfg.mixer_arguments(mixer, seq_len))
+    only, with Zoology's figure 2 arguments (:meth:`MQARBenchConfig.mixer_arguments`). Protocol "zoology"
+    adds Zoology's model recipe: LayerNorm, embedding dropout 0.1, :func:`zoology_init`."""
+    mixer_kwargs, layer_kwargs = cfg.mixer_arguments(mixer, seq_len)
+    if cfg.protocol != "zoology":
+        return recall_model(mixer, d_model, cfg.vocab_size, cfg.n_layers, mixer_kwargs, layer_kwargs)
+    model = CausalLM(ModelConfig(vocab_size=cfg.vocab_size, d_model=d_model, n_layers=cfg.n_layers, mixer=mixer,
+                                 channel_mixer=None, mixer_kwargs=mixer_kwargs, layer_kwargs=layer_kwargs,
+                                 norm="layernorm", embed_dropout=0.1))
+    zoology_init(model, cfg.n_layers)
+    return model
+
+
+def train_config(cfg: MQARBenchConfig, seq_len: int, lr: float, progress: bool = False) -> TrainConfig:
+    """How one run trains. Protocol "cpu": max_steps at batch_size, recurlab's AdamW (β 0.9, 0.95; decay on
+    matrices), 50 warm-up steps then cosine to 10%, clipping 1.0, evaluation every eval_every steps.
+    Protocol "zoology" (zoology/train.py): ``epochs`` passes at Zoology's batch size, AdamW with torch's
+    betas (0.9, 0.999) and weight decay 0.1 on every parameter, no clipping, CosineAnnealingLR over the epochs
+    stepped per epoch (no warm-up), evaluation after every epoch; both stop at early_stop_accuracy."""
+    if cfg.protocol == "zoology":
+        batch = min(cfg.batch_size, zoology_batch_size(seq_len))
+        per_epoch = cfg.train_examples // batch
+        return TrainConfig(steps=cfg.epochs * per_epoch, batch_size=batch, lr=lr, warmup_steps=0, weight_decay=0.1,
+                           betas=(0.9, 0.999), decay="all", schedule="epoch_cosine", grad_clip=0.0,
+                           eval_every=per_epoch, early_stop_accuracy=cfg.early_stop_accuracy, seed=cfg.seed,
+                           precision="fp32", progress=progress)
+    return TrainConfig(steps=cfg.max_steps, batch_size=cfg.batch_size, lr=lr, eval_every=cfg.eval_every,
+                       early_stop_accuracy=cfg.early_stop_accuracy, seed=cfg.seed, precision="fp32",
+                       progress=progress)
 
 
 def measure(job: dict, ctx: Context) -> dict:
@@ -144,9 +215,7 @@ def measure(job: dict, ctx: Context) -> dict:
         multi_query_associative_recall(cfg.test_examples, mq, seed=3 * cfg.seed + 3)))
     seed_everything(cfg.seed)
     model = bench_model(cfg, mixer, d, L)
-    train_cfg = TrainConfig(steps=cfg.max_steps, batch_size=cfg.batch_size, lr=lr, eval_every=cfg.eval_every,
-                            early_stop_accuracy=cfg.early_stop_accuracy, seed=cfg.seed, precision="fp32",
-                            progress=ctx.progress)
+    train_cfg = train_config(cfg, L, lr, ctx.progress)
     start = time.perf_counter()
     trainer = Trainer(model, train, evaluation, train_cfg)
     summary = trainer.fit()

@@ -8,9 +8,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from torch import nn
+
 from .. import layers
 from ..configs import check_fields
 from .depth import check_depth_kwargs, depth_names
+
+
+NORMS = ("rmsnorm", "layernorm")
+
+
+def make_norm(kind: str, d_model: int, eps: float) -> nn.Module:
+    """The norm ``kind`` ("rmsnorm" or "layernorm", with bias) over the last dimension of size d_model."""
+    if kind == "layernorm":
+        return nn.LayerNorm(d_model, eps=eps)
+    if kind == "rmsnorm":
+        return nn.RMSNorm(d_model, eps=eps)
+    raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {kind!r}")
 
 
 @dataclass
@@ -40,7 +54,9 @@ class ModelConfig:
         memory_layer: (stack only) index of the block whose memory read-out the gmu blocks
             after it consume (SambaY's decoder-hybrid-decoder layout), or None.
         tie_embeddings: the output head reuses the embedding matrix.
-        norm_eps: epsilon of the RMSNorms.
+        norm_eps: epsilon of the norms.
+        norm: "rmsnorm" (default) or "layernorm" (Zoology's blocks): the blocks' pre-norms and the final norm.
+        embed_dropout: dropout on the token embeddings while training (Zoology: 0.1); 0 by default.
     """
 
     vocab_size: int = 256
@@ -56,6 +72,8 @@ class ModelConfig:
     memory_layer: int | None = None
     tie_embeddings: bool = True
     norm_eps: float = 1e-5
+    norm: str = "rmsnorm"
+    embed_dropout: float = 0.0
 
     def __post_init__(self):
         if isinstance(self.mixer, tuple):
@@ -110,6 +128,11 @@ class ModelConfig:
             raise ValueError(f"model config tie_embeddings must be true or false, got {self.tie_embeddings!r}")
         if not isinstance(self.norm_eps, (int, float)) or isinstance(self.norm_eps, bool) or not self.norm_eps > 0:
             raise ValueError(f"model config norm_eps must be a number > 0, got {self.norm_eps!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"model config norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        if not isinstance(self.embed_dropout, (int, float)) or isinstance(self.embed_dropout, bool) \
+                or not 0 <= self.embed_dropout < 1:
+            raise ValueError(f"model config embed_dropout must be a number in [0, 1), got {self.embed_dropout!r}")
         self._validate_memory(mixers)
 
     def _validate_layer_kwargs(self, mixers: list[str]) -> None:

@@ -1,4 +1,6 @@
 import dataclasses
+
+import pytest
 import json
 
 from recurlab.bench import harness
@@ -48,7 +50,7 @@ def test_every_setting_is_in_the_key_and_the_sweep_axes_are_not():
     changed = dict(max_steps=30, kv_per_token=0.125, vocab_size=64, train_examples=128, eval_examples=32, test_examples=16,
                    batch_size=8,
                    eval_every=5, early_stop_accuracy=0.9, n_layers=3, seed=1, mixer_kwargs={"attention": {"heads": 2}},
-                       layer_kwargs={"baseconv": [{}, {}, {}]})
+                   layer_kwargs={"baseconv": [{}, {}, {}]}, protocol="zoology", epochs=3)
     assert set(changed) == {f.name for f in dataclasses.fields(base) if not f.metadata.get("axis")}
     for name, value in changed.items():  # every setting: no job of the sweep is reused
         assert not keys & {harness.job_key(j) for j in jobs(dataclasses.replace(base, **{name: value}))}, name
@@ -129,3 +131,42 @@ def test_bench_gives_each_mixer_zoologys_figure2_arguments():
     assert receptive_reach(hyena, 128, 32) > 1e-6
     gam = bench_model(cfg, "gam", 16, 64)  # not in Zoology: its authors' kernel 3 in every layer
     assert [b.mixer.kernel_size for b in gam.depth.blocks] == [3, 3]
+
+
+def test_zoology_protocol_sets_the_published_recipe():
+    import math
+
+    import torch
+
+    from recurlab.bench.mqar import ZOOLOGY, bench_model, train_config, zoology_batch_size
+
+    cfg = MQARBenchConfig(protocol="zoology")
+    assert (cfg.vocab_size, cfg.train_examples, cfg.eval_examples, cfg.batch_size, cfg.epochs) == (8192, 100_000, 3000, 512, 64)
+    assert cfg.lrs == pytest.approx(tuple(10 ** x for x in (-4, -4 + 2 / 3, -4 + 4 / 3, -2)))
+    assert MQARBenchConfig(protocol="zoology", vocab_size=256).vocab_size == 256  # a setting given is kept
+    assert set(ZOOLOGY) <= {f.name for f in dataclasses.fields(cfg)}
+    t = train_config(cfg, 64, 1e-3)
+    assert (t.steps, t.eval_every, t.batch_size) == (64 * 195, 195, 512)  # 100k // 512 = 195 steps per epoch
+    assert (t.betas, t.weight_decay, t.decay, t.schedule, t.grad_clip, t.warmup_steps) == \
+        ((0.9, 0.999), 0.1, "all", "epoch_cosine", 0.0, 0)
+    assert train_config(cfg, 256, 1e-3).batch_size == 256 == zoology_batch_size(256)
+    torch.manual_seed(0)
+    model = bench_model(dataclasses.replace(cfg, vocab_size=512), "attention", 128, 64)
+    assert isinstance(model.final_norm, torch.nn.LayerNorm) and isinstance(model.depth.blocks[0].mixer_norm, torch.nn.LayerNorm)
+    assert model.embed_dropout.p == 0.1
+    mixer = model.depth.blocks[0].mixer
+    assert mixer.q_proj.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert mixer.o_proj.weight.std().item() == pytest.approx(0.02 / math.sqrt(4), rel=0.05)  # out-projections: 0.01
+    assert model.embedding.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    hyena = bench_model(dataclasses.replace(cfg, vocab_size=512), "hyena", 64, 64).depth.blocks[1].mixer
+    assert hyena.out_proj.weight.std().item() == pytest.approx(0.01, rel=0.1) and not hyena.in_proj.bias.any()
+    cpu = bench_model(MQARBenchConfig(vocab_size=512), "attention", 128, 64)
+    assert isinstance(cpu.final_norm, torch.nn.RMSNorm) and cpu.embed_dropout.p == 0.0
+
+
+def test_a_tiny_zoology_protocol_sweep_trains_by_epochs(tmp_path):
+    cfg = MQARBenchConfig(protocol="zoology", mixers=("baseconv",), d_models=(16,), seq_lens=(16,), vocab_size=32,
+                          lrs=(1e-2,), train_examples=64, eval_examples=32, test_examples=32, batch_size=16, epochs=3)
+    run_mqar_bench(cfg, tmp_path)
+    row = json.loads((tmp_path / "results.json").read_text())["rows"][0]
+    assert row["steps"] in (4, 8, 12)  # whole epochs of 64 / 16 = 4 steps (fewer only by early stopping)
