@@ -187,3 +187,17 @@ def test_decay_all_puts_every_parameter_in_the_decayed_group_and_epoch_cosine_st
         lrs.append(zoo.optimizer.param_groups[0]["lr"])
         zoo.train_step()
     assert lrs == pytest.approx([1e-2] * 4 + [0.5e-2] * 4)
+
+
+def test_a_checkpoint_written_before_decay_and_schedule_existed_resumes():
+    from recurlab.tasks import MQARConfig, multi_query_associative_recall
+
+    train = multi_query_associative_recall(32, MQARConfig(seq_len=16, num_kv_pairs=2, vocab_size=32), seed=1)
+    trainer = Trainer(recall_model("mingru", 8, 32), train, None, TrainConfig(batch_size=16, progress=False))
+    state = trainer.state_dict()
+    for key in ("decay", "schedule"):
+        del state["train_config"][key]
+    trainer.load_state_dict(state)  # missing keys had their defaults
+    state["train_config"]["schedule"] = "epoch_cosine"
+    with pytest.raises(ValueError, match="cannot resume: the checkpoint was trained with different schedule"):
+        trainer.load_state_dict(state)
