@@ -176,12 +176,13 @@ def solved_at_another_rate(cfg: MQARBenchConfig, job: dict, log: RunLog) -> bool
 def bench_model(cfg: MQARBenchConfig, mixer: str, d_model: int, seq_len: int):
     """The CausalLM the sweep trains for (mixer, width, length): ``cfg.n_layers`` blocks of the token mixer
     only, with Zoology's figure 2 arguments (:meth:`MQARBenchConfig.mixer_arguments`). Protocol "zoology"
-    adds Zoology's model recipe: LayerNorm, embedding dropout 0.1, :func:`zoology_init`."""
+    adds Zoology's model recipe: LayerNorm, embedding dropout 0.1, :func:`zoology_init`, and its Identity
+    state mixer (channel mixer "identity": each block also adds LayerNorm(x) to the residual stream)."""
     mixer_kwargs, layer_kwargs = cfg.mixer_arguments(mixer, seq_len)
     if cfg.protocol != "zoology":
         return recall_model(mixer, d_model, cfg.vocab_size, cfg.n_layers, mixer_kwargs, layer_kwargs)
     model = CausalLM(ModelConfig(vocab_size=cfg.vocab_size, d_model=d_model, n_layers=cfg.n_layers, mixer=mixer,
-                                 channel_mixer=None, mixer_kwargs=mixer_kwargs, layer_kwargs=layer_kwargs,
+                                 channel_mixer="identity", mixer_kwargs=mixer_kwargs, layer_kwargs=layer_kwargs,
                                  norm="layernorm", embed_dropout=0.1))
     zoology_init(model, cfg.n_layers)
     return model

@@ -154,6 +154,7 @@ def test_zoology_protocol_sets_the_published_recipe():
     model = bench_model(dataclasses.replace(cfg, vocab_size=512), "attention", 128, 64)
     assert isinstance(model.final_norm, torch.nn.LayerNorm) and isinstance(model.depth.blocks[0].mixer_norm, torch.nn.LayerNorm)
     assert model.embed_dropout.p == 0.1
+    assert all(type(b.channel_mixer).__name__ == "Identity" for b in model.depth.blocks)  # x + LN(x), as Zoology's
     mixer = model.depth.blocks[0].mixer
     assert mixer.q_proj.weight.std().item() == pytest.approx(0.02, rel=0.05)
     assert mixer.o_proj.weight.std().item() == pytest.approx(0.02 / math.sqrt(4), rel=0.05)  # out-projections: 0.01

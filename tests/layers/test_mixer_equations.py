@@ -288,3 +288,13 @@ def test_baseconv_implicit_long_filter_is_zoologys():
     torch.testing.assert_close(torch.stack(steps, 1), m(x)[0])
     with pytest.raises(ValueError, match="implicit_long_conv=True needs kernel_size=-1"):
         make_mixer("baseconv", implicit_long_conv=True)
+
+
+def test_identity_channel_mixer_adds_the_normed_input_as_zoologys_state_mixer():
+    from recurlab.models import make_block
+
+    block = make_block("baseconv", D, "identity", norm="layernorm").double()
+    x = torch.randn(2, 5, D, dtype=torch.float64)
+    h = x + block.mixer(block.mixer_norm(x))[0]
+    torch.testing.assert_close(block(x)[0], h + block.channel_norm(h))
+    assert not list(block.channel_mixer.parameters())
