@@ -50,7 +50,8 @@ def test_every_setting_is_in_the_key_and_the_sweep_axes_are_not():
     changed = dict(max_steps=30, kv_per_token=0.125, vocab_size=64, train_examples=128, eval_examples=32, test_examples=16,
                    batch_size=8,
                    eval_every=5, early_stop_accuracy=0.9, n_layers=3, seed=1, mixer_kwargs={"attention": {"heads": 2}},
-                   layer_kwargs={"baseconv": [{}, {}, {}]}, protocol="zoology", epochs=3)
+                   layer_kwargs={"baseconv": [{}, {}, {}]}, protocol="zoology", epochs=3,
+                   mixer_lrs={"attention": [1e-2]})
     assert set(changed) == {f.name for f in dataclasses.fields(base) if not f.metadata.get("axis")}
     for name, value in changed.items():  # every setting: no job of the sweep is reused
         assert not keys & {harness.job_key(j) for j in jobs(dataclasses.replace(base, **{name: value}))}, name
@@ -61,11 +62,22 @@ def test_every_setting_is_in_the_key_and_the_sweep_axes_are_not():
 
 def test_quick_is_the_demo_setting():
     q = MQARBenchConfig.quick()
-    assert q.seq_lens == (64,) and q.d_models == (64, 128) and "attention" in q.mixers and "baseconv" in q.mixers
+    assert q.seq_lens == (64,) and q.d_models == (128,) and "attention" in q.mixers and "shortconv" in q.mixers
     assert q.num_kv_pairs(64) == 4
-    assert "L=64 d=64" in render_markdown({"config": vars(q) | {"kv_per_token": q.kv_per_token}, "rows": [
-        {"mixer": "attention", "d_model": 64, "seq_len": 64, "num_kv_pairs": 4, "lr": 3e-3, "accuracy": 1.0,
+    assert [j["lr"] for j in jobs(q)] == [3e-3, 1e-3, 3e-3, 1e-3, 3e-3]  # one rate each, gla and mingru 1e-3
+    table = render_markdown({"config": vars(q) | {"kv_per_token": q.kv_per_token}, "rows": [
+        {"mixer": "attention", "d_model": 128, "seq_len": 64, "num_kv_pairs": 4, "lr": 3e-3, "accuracy": 1.0,
          "params": 1, "steps": 1, "seconds": 1.0}]})
+    assert "L=64 d=128" in table and "per mixer: gla 0.001; mingru 0.001" in table
+
+
+def test_shortconv_is_baseconv_with_a_short_filter_in_every_layer():
+    from recurlab.bench.mqar import bench_model
+
+    cfg = MQARBenchConfig(vocab_size=32)
+    model = bench_model(cfg, "shortconv", 16, 64)
+    assert [(type(b.mixer).__name__, b.mixer.kernel_len) for b in model.depth.blocks] == [("BaseConv", 3)] * 2
+    assert receptive_reach(model, 64, 32) == 0.0
 
 
 def test_the_test_set_is_held_out_from_training_and_validation(tmp_path, monkeypatch):
