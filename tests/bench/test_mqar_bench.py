@@ -63,7 +63,7 @@ def test_every_setting_is_in_the_key_and_the_sweep_axes_are_not():
 def test_quick_is_the_demo_setting():
     q = MQARBenchConfig.quick()
     assert q.seq_lens == (64,) and q.d_models == (128,) and "attention" in q.mixers and "shortconv" in q.mixers
-    assert q.num_kv_pairs(64) == 4
+    assert q.num_kv_pairs(64) == 4 and q.mixer_kwargs == {"attention": {"n_heads": 2}}
     assert [j["lr"] for j in jobs(q)] == [3e-3, 1e-3, 3e-3, 1e-3, 3e-3]  # one rate each, gla and mingru 1e-3
     table = render_markdown({"config": vars(q) | {"kv_per_token": q.kv_per_token}, "rows": [
         {"mixer": "attention", "d_model": 128, "seq_len": 64, "num_kv_pairs": 4, "lr": 3e-3, "accuracy": 1.0,
@@ -183,3 +183,15 @@ def test_a_tiny_zoology_protocol_sweep_trains_by_epochs(tmp_path):
     run_mqar_bench(cfg, tmp_path)
     row = json.loads((tmp_path / "results.json").read_text())["rows"][0]
     assert row["steps"] in (4, 8, 12)  # whole epochs of 64 / 16 = 4 steps (fewer only by early stopping)
+
+
+def test_the_demo_runs_its_groups_in_parallel_processes_and_reports_them_as_one_sweep(tmp_path, capsys):
+    from recurlab.bench.mqar import demo
+
+    cfg = MQARBenchConfig(**{**TINY, "mixers": ("attention", "mingru", "shortconv"), "d_models": (16,), "lrs": (3e-3,),
+                             "mixer_lrs": {"mingru": [1e-2]}})
+    result = demo(tmp_path, progress=False, cfg=cfg, groups=(("attention",), ("mingru", "shortconv")))
+    assert {(r["mixer"], r["lr"]) for r in result["rows"]} == {("attention", 3e-3), ("mingru", 1e-2), ("shortconv", 3e-3)}
+    printed = capsys.readouterr().out
+    assert "What it measures" in printed and "| shortconv |" in printed and "finished in" in printed
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 3
