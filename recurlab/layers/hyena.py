@@ -9,8 +9,12 @@ The long filter is implicit: h_t = FFN(PE(t)) ⊙ exp(-|δ| t̂) for lag t = 0..
 t̂ = t / (l_max - 1), where PE(t) = [t̂, cos(2π f t / l_max), sin(2π f t / l_max)],
 the FFN is Linear(3, order) -> Sin -> (Linear(order, order) -> Sin) x 2 -> Linear(order, d)
 with learnable sine frequencies, and δ spreads per channel between the decay
-rates that bring exp(-|δ| t̂) to 1e-2 at 30% and at 150% of l_max. (The authors train
-the positional features at lr 1e-5; recurlab keeps them fixed.)
+rates that bring exp(-|δ| t̂) to 1e-2 at 30% and at 150% of l_max. Two differences
+from zoology/mixers/hyena.py: there the positional features PE are a parameter
+(tagged for lr 1e-5, but Zoology's trainer builds AdamW over model.parameters() and
+ignores the tag, so in its runs they train at the run's learning rate and weight
+decay), and one Sin module (one set of frequencies) is shared by the FFN's three
+activations; recurlab keeps PE fixed and gives each activation its own frequencies.
 The filter has l_max lags, so a token sees l_max tokens back. Decoding keeps the
 last l_max - 1 gated inputs: O(l_max d) memory and time per token and sequence (plus
 the filter, once per step, below), which is what sets convolutional models apart from

@@ -4,6 +4,9 @@
     glu:     y = W_2 (σ(W x) ⊙ V x)                            (Dauphin et al. 2017; Shazeer 2020, "GLU Variants
     swiglu:  y = W_2 (Swish(W x) ⊙ V x)                          Improve Transformer", eqs. 5-6)
     geglu:   y = W_2 (GELU(W x) ⊙ V x)
+    identity: y = x                                            (Zoology's token-mixer-only blocks: its
+                                                                 state_mixer torch.nn.Identity, which
+                                                                 adds the pre-normed x to the residual)
 
 Hidden width: 4 d_model for mlp; 8/3 d_model (rounded up to a multiple of 8)
 for the gated ones, so all have about 8 d_model² weights. The Activator
@@ -64,3 +67,13 @@ class SwiGLU(_GatedLinearUnit):
 @register("geglu", kind="channel", paper="Shazeer 2020, GeGLU")
 class GeGLU(_GatedLinearUnit):
     activation = staticmethod(F.gelu)
+
+
+@register("identity", kind="channel", paper="Arora et al. 2023, Zoology (state_mixer = torch.nn.Identity)")
+class Identity(ChannelMixer):
+    """y = x: no parameters. In a Block, x + Identity(norm(x)) = x + norm(x), which is what Zoology's
+    TransformerBlock computes with its Identity state mixer (the MQAR models of its figure 2)."""
+
+    def forward(self, x):
+        self.check_input(x)
+        return x

@@ -24,14 +24,17 @@ if TYPE_CHECKING:
 
 
 class Block(nn.Module):
-    def __init__(self, mixer: TokenMixer, channel_mixer: nn.Module | None = None, norm_eps: float = 1e-5):
+    def __init__(self, mixer: TokenMixer, channel_mixer: nn.Module | None = None, norm_eps: float = 1e-5,
+                 norm: str = "rmsnorm"):
         super().__init__()
+        from .config import make_norm
+
         if not isinstance(mixer, TokenMixer):
             raise ValueError(f"mixer must be a recurlab TokenMixer, got {type(mixer).__name__}")
         self.mixer = mixer
-        self.mixer_norm = nn.RMSNorm(mixer.d_model, eps=norm_eps)
+        self.mixer_norm = make_norm(norm, mixer.d_model, norm_eps)
         self.channel_mixer = channel_mixer
-        self.channel_norm = nn.RMSNorm(mixer.d_model, eps=norm_eps) if channel_mixer is not None else None
+        self.channel_norm = make_norm(norm, mixer.d_model, norm_eps) if channel_mixer is not None else None
 
     @property
     def d_model(self) -> int:
@@ -64,25 +67,25 @@ class Block(nn.Module):
 
 
 def make_block(mixer: str, d_model: int, channel_mixer: str | None = "swiglu", mixer_kwargs: dict | None = None,
-               channel_kwargs: dict | None = None, norm_eps: float = 1e-5) -> Block:
+               channel_kwargs: dict | None = None, norm_eps: float = 1e-5, norm: str = "rmsnorm") -> Block:
     """A pre-norm residual block (token mixer + channel mixer) of the named registered units."""
     token = layers.build(mixer, d_model, kind="token", **(mixer_kwargs or {}))
     channel = layers.build(channel_mixer, d_model, kind="channel", **(channel_kwargs or {})) if channel_mixer else None
-    return Block(token, channel, norm_eps)
+    return Block(token, channel, norm_eps, norm)
 
 
 def config_block(config: "ModelConfig", layer: int, channel_overrides: dict | None = None,
                  **mixer_defaults: Any) -> Block:
     """Block ``layer`` of ``config``: its token mixer (with the config's arguments for that mixer, then
     ``mixer_defaults`` and the layer depth for mixers whose initialisation depends on it, unless the
-    config sets them) and the config's channel mixer (its arguments updated by ``channel_overrides``)."""
+    config sets them; ``config.layer_kwargs[layer]`` overrides the per-name arguments) and the config's channel mixer (its arguments updated by ``channel_overrides``)."""
     name = config.mixers[layer]
-    kwargs = dict(config.mixer_kwargs.get(name, {}))
+    kwargs = config.mixer_arguments(layer)
     for key, value in (("layer_idx", layer), ("n_layers", config.n_layers), *mixer_defaults.items()):
         if layers.accepts(name, key):
             kwargs.setdefault(key, value)
     channel_kwargs = {**config.channel_kwargs, **(channel_overrides or {})}
-    return make_block(name, config.d_model, config.channel_mixer, kwargs, channel_kwargs, config.norm_eps)
+    return make_block(name, config.d_model, config.channel_mixer, kwargs, channel_kwargs, config.norm_eps, config.norm)
 
 
 def check_self_contained(blocks, what: str, depth: str) -> None:

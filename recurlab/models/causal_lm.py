@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..state import State
-from .config import ModelConfig
+from .config import ModelConfig, make_norm
 from .depth import DepthModule, build_depth
 
 
@@ -36,7 +36,8 @@ class CausalLM(nn.Module):
         self.embedding = nn.Embedding(config.vocab_size, config.d_model)
         nn.init.normal_(self.embedding.weight, std=0.02)
         self.depth: DepthModule = build_depth(config)
-        self.final_norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
+        self.embed_dropout = nn.Dropout(config.embed_dropout)  # identity at 0 and in eval mode
+        self.final_norm = make_norm(config.norm, config.d_model, config.norm_eps)
         self.head = None if config.tie_embeddings else nn.Linear(config.d_model, config.vocab_size, bias=False)
 
     @classmethod
@@ -79,7 +80,7 @@ class CausalLM(nn.Module):
                 int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
             raise ValueError(f"input ids must lie in [0, vocab_size={self.config.vocab_size}), "
                              f"got values in [{int(ids.min())}, {int(ids.max())}]")
-        return self.embedding(ids)
+        return self.embed_dropout(self.embedding(ids))
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits (..., vocab_size) of final-normed hidden states (..., d_model)."""

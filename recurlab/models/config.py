@@ -8,9 +8,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from torch import nn
+
 from .. import layers
 from ..configs import check_fields
 from .depth import check_depth_kwargs, depth_names
+
+
+NORMS = ("rmsnorm", "layernorm")
+
+
+def make_norm(kind: str, d_model: int, eps: float) -> nn.Module:
+    """The norm ``kind`` ("rmsnorm" or "layernorm", with bias) over the last dimension of size d_model."""
+    if kind == "layernorm":
+        return nn.LayerNorm(d_model, eps=eps)
+    if kind == "rmsnorm":
+        return nn.RMSNorm(d_model, eps=eps)
+    raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {kind!r}")
 
 
 @dataclass
@@ -29,6 +43,10 @@ class ModelConfig:
             with a token mixer only.
         mixer_kwargs: per mixer name, keyword arguments for its constructor,
             e.g. {"swa": {"window": 64}}.
+        layer_kwargs: None, or a list of n_layers dicts: block i's mixer takes
+            ``{**mixer_kwargs[its name], **layer_kwargs[i]}`` (per-layer settings, e.g. Zoology's
+            BaseConv with a short filter in block 0 and a long one in block 1:
+            [{"kernel_size": 3}, {"kernel_size": -1, "l_max": 64}]).
         channel_kwargs: keyword arguments for the channel mixer.
         depth: the depth module by name (``recurlab.models.depth_names()``): "stack", "recursive",
             "relaxed", "mor", "recurrent_depth", "rmoe".
@@ -36,7 +54,9 @@ class ModelConfig:
         memory_layer: (stack only) index of the block whose memory read-out the gmu blocks
             after it consume (SambaY's decoder-hybrid-decoder layout), or None.
         tie_embeddings: the output head reuses the embedding matrix.
-        norm_eps: epsilon of the RMSNorms.
+        norm_eps: epsilon of the norms.
+        norm: "rmsnorm" (default) or "layernorm" (Zoology's blocks): the blocks' pre-norms and the final norm.
+        embed_dropout: dropout on the token embeddings while training (Zoology: 0.1); 0 by default.
     """
 
     vocab_size: int = 256
@@ -45,12 +65,15 @@ class ModelConfig:
     mixer: str | list[str] = "gla"
     channel_mixer: str | None = "swiglu"
     mixer_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    layer_kwargs: list[dict[str, Any]] | None = None
     channel_kwargs: dict[str, Any] = field(default_factory=dict)
     depth: str = "stack"
     depth_kwargs: dict[str, Any] = field(default_factory=dict)
     memory_layer: int | None = None
     tie_embeddings: bool = True
     norm_eps: float = 1e-5
+    norm: str = "rmsnorm"
+    embed_dropout: float = 0.0
 
     def __post_init__(self):
         if isinstance(self.mixer, tuple):
@@ -91,6 +114,7 @@ class ModelConfig:
             unknown = [k for k in kwargs if not layers.accepts(name, k)]
             if unknown:
                 raise ValueError(f"mixer_kwargs[{name!r}]: {name} takes no argument(s) {', '.join(unknown)}")
+        self._validate_layer_kwargs(mixers)
         if self.channel_mixer is not None and self.channel_mixer not in layers.names("channel"):
             raise ValueError(f"unknown channel mixer {self.channel_mixer!r}; valid names: "
                              f"{', '.join(sorted(layers.names('channel')))} or None")
@@ -104,7 +128,35 @@ class ModelConfig:
             raise ValueError(f"model config tie_embeddings must be true or false, got {self.tie_embeddings!r}")
         if not isinstance(self.norm_eps, (int, float)) or isinstance(self.norm_eps, bool) or not self.norm_eps > 0:
             raise ValueError(f"model config norm_eps must be a number > 0, got {self.norm_eps!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"model config norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        if not isinstance(self.embed_dropout, (int, float)) or isinstance(self.embed_dropout, bool) \
+                or not 0 <= self.embed_dropout < 1:
+            raise ValueError(f"model config embed_dropout must be a number in [0, 1), got {self.embed_dropout!r}")
         self._validate_memory(mixers)
+
+    def _validate_layer_kwargs(self, mixers: list[str]) -> None:
+        if self.layer_kwargs is None:
+            return
+        if not isinstance(self.layer_kwargs, list) or len(self.layer_kwargs) != self.n_layers:
+            raise ValueError(f"model config layer_kwargs must be None or a list of n_layers={self.n_layers} dicts, "
+                             f"got {self.layer_kwargs!r}")
+        for i, (name, kwargs) in enumerate(zip(mixers, self.layer_kwargs)):
+            if not isinstance(kwargs, dict):
+                raise ValueError(f"layer_kwargs[{i}] must be a dict of constructor arguments for layer {i}'s "
+                                 f"{name}, got {kwargs!r}")
+            unknown = [k for k in kwargs if not layers.accepts(name, k)]
+            if unknown:
+                raise ValueError(f"layer_kwargs[{i}]: layer {i} is a {name}, which takes no argument(s) "
+                                 f"{', '.join(unknown)}")
+
+    def mixer_arguments(self, layer: int) -> dict[str, Any]:
+        """The constructor arguments of block ``layer``'s token mixer: ``mixer_kwargs`` of its name, then
+        ``layer_kwargs[layer]`` over them."""
+        kwargs = dict(self.mixer_kwargs.get(self.mixers[layer], {}))
+        if self.layer_kwargs is not None:
+            kwargs.update(self.layer_kwargs[layer])
+        return kwargs
 
     def _validate_memory(self, mixers: list[str]) -> None:
         readers = [i for i, name in enumerate(mixers) if layers.info(name).cls.reads_memory]

@@ -217,8 +217,12 @@ def relax(model: CausalLM, n_loops: int, rank: int, scheme: str = "average", svd
     mixers = config.mixers
     if any(mixers[l * K + i] != mixers[i] for l in range(n_loops) for i in range(K)):
         raise ValueError(f"layers l*{K} + i must have one mixer for every loop l to be tied, got {mixers}")
+    per_layer = config.layer_kwargs
+    if per_layer is not None and any(per_layer[l * K + i] != per_layer[i] for l in range(n_loops) for i in range(K)):
+        raise ValueError(f"layers l*{K} + i must have the same layer_kwargs for every loop l to be tied, got {per_layer}")
     relaxed_config = dataclasses.replace(config, n_layers=K, mixer=mixers[:K] if isinstance(config.mixer, list)
-                                         else config.mixer, depth="relaxed",
+                                         else config.mixer, layer_kwargs=None if per_layer is None else per_layer[:K],
+                                         depth="relaxed",
                                          depth_kwargs={"n_loops": n_loops, "rank": rank, "loop_norms": loop_norms})
     converted = CausalLM(relaxed_config).to(model.embedding.weight.device, model.embedding.weight.dtype)
     depth = Relaxed.from_stack(model.depth, n_loops, rank, scheme, svd_init=svd_init, loop_norms=loop_norms)

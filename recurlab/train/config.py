@@ -20,6 +20,12 @@ class TrainConfig:
         warmup_steps: linear warmup from 0.
         weight_decay, betas: AdamW's. Matrices are decayed (the embedding, and the tied head with it, as in
             nanoGPT); biases, norm gains and parameters marked ``no_weight_decay`` are not (see Trainer).
+        decay: "matrices" (the above) or "all": every parameter in one AdamW group with weight_decay
+            (Zoology's ``AdamW(model.parameters(), weight_decay=...)``).
+        schedule: "warmup_cosine" (linear warmup, then cosine to lr * min_lr_ratio over the steps) or
+            "epoch_cosine" (Zoology's ``CosineAnnealingLR(T_max=epochs, eta_min=0)`` stepped once per epoch:
+            constant within an epoch, lr * (1 + cos(π e / epochs)) / 2 in epoch e, epochs = steps / steps per
+            epoch; warmup_steps and min_lr_ratio unused).
         grad_clip: clip the global gradient norm to this (0: off).
         eval_every: evaluate every this many steps (and at the end).
         eval_batch_size: examples per evaluation batch.
@@ -37,6 +43,8 @@ class TrainConfig:
     min_lr_ratio: float = param(0.1, ge=0, le=1)
     weight_decay: float = param(0.1, ge=0)
     betas: tuple[float, float] = param((0.9, 0.95), ge=0, lt=1)
+    decay: str = param("matrices", choices=("matrices", "all"))
+    schedule: str = param("warmup_cosine", choices=("warmup_cosine", "epoch_cosine"))
     grad_clip: float = param(1.0, ge=0)
     eval_every: int = param(100, ge=1)
     eval_batch_size: int = param(256, ge=1)

@@ -4,6 +4,8 @@
                           (the trainer's schedule)
     warmup_times_cosine   a cosine from 1 to ``min_ratio`` over all steps, *multiplied by* a linear warm-up ramp
                           (the keyboard recipe's)
+    epoch_cosine          a cosine from 1 to 0 over epochs, constant within each epoch, no warm-up
+                          (Zoology's CosineAnnealingLR stepped once per epoch)
 """
 
 from __future__ import annotations
@@ -32,3 +34,13 @@ def warmup_times_cosine(step: int, *, total: int, warmup: int, min_ratio: float)
         raise ValueError(f"total must be >= 1, got {total}")
     ramp = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
     return ramp * ((1 + min_ratio) / 2 + (1 - min_ratio) / 2 * math.cos(math.pi * min(step, total) / total))
+
+
+def epoch_cosine(step: int, *, steps_per_epoch: int, epochs: int) -> float:
+    """Multiplier of the peak learning rate at ``step`` (0-based): (1 + cos(π e / epochs)) / 2 in epoch
+    e = step // steps_per_epoch (1 in the first epoch, 0 from epoch ``epochs`` on), as torch's
+    CosineAnnealingLR(T_max=epochs, eta_min=0) stepped at the end of every epoch."""
+    if steps_per_epoch < 1 or epochs < 1:
+        raise ValueError(f"steps_per_epoch and epochs must be >= 1, got {steps_per_epoch} and {epochs}")
+    epoch = min(step // steps_per_epoch, epochs)
+    return 0.5 * (1 + math.cos(math.pi * epoch / epochs))

@@ -45,10 +45,11 @@ class SyntheticSetup:
 
 
 def recall_model(mixer: str | list[str], d_model: int, vocab_size: int, n_layers: int = 2,
-                 mixer_kwargs: dict | None = None) -> CausalLM:
-    """Zoology's recall model: token mixers only (no channel mixer), 2 layers by default."""
+                 mixer_kwargs: dict | None = None, layer_kwargs: list[dict] | None = None) -> CausalLM:
+    """Zoology's recall model: token mixers only (no channel mixer), 2 layers by default;
+    ``mixer_kwargs`` per mixer name and ``layer_kwargs`` per layer, as in ModelConfig."""
     return CausalLM(ModelConfig(vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, mixer=mixer,
-                                channel_mixer=None, mixer_kwargs=mixer_kwargs or {}))
+                                channel_mixer=None, mixer_kwargs=mixer_kwargs or {}, layer_kwargs=layer_kwargs))
 
 
 def _recall_model() -> dict[str, Any]:

@@ -40,7 +40,7 @@ from . import checkpoint, distributed
 from .run_folder import RunFolder
 from .config import TrainConfig
 from .loss import masked_cross_entropy
-from .schedule import warmup_cosine
+from .schedule import epoch_cosine, warmup_cosine
 
 
 def seed_everything(seed: int) -> None:
@@ -123,20 +123,27 @@ class Trainer:
             self.loss_module = nn.parallel.DistributedDataParallel(self.loss_module, device_ids=ids)
         # weight decay on matrices only; biases, norms and parameters marked no_weight_decay (e.g. SReT's
         # residual scalars, stored as one tensor) are not decayed
-        exempt = lambda p: p.dim() < 2 or getattr(p, "no_weight_decay", False)  # noqa: E731
+        # (with decay="all", every parameter is decayed, as Zoology's trainer does)
+        exempt = lambda p: config.decay == "matrices" and (p.dim() < 2 or getattr(p, "no_weight_decay", False))  # noqa: E731
         decay = [p for p in self.model.parameters() if not exempt(p)]
         no_decay = [p for p in self.model.parameters() if exempt(p)]
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=config.lr, betas=config.betas)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: warmup_cosine(s, total=config.steps, warmup=config.warmup_steps,
-                                                    min_ratio=config.min_lr_ratio))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_multiplier)
         self.amp, self.precision = _autocast(self.runtime.device, config.precision)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         self.step = 0
         self.best_accuracy = None
         self.elapsed = 0.0
+
+    def lr_multiplier(self, step: int) -> float:
+        """The schedule's multiplier of the peak learning rate at ``step`` (config.schedule)."""
+        cfg = self.config
+        if cfg.schedule == "epoch_cosine":
+            per_epoch = len(self.train_task) // cfg.batch_size
+            return epoch_cosine(step, steps_per_epoch=per_epoch, epochs=max(1, round(cfg.steps / per_epoch)))
+        return warmup_cosine(step, total=cfg.steps, warmup=cfg.warmup_steps, min_ratio=cfg.min_lr_ratio)
 
     # ------------------------------------------------------------------ data
 
@@ -175,7 +182,8 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         saved = dict(state["train_config"])
         now = self.config.to_dict()
-        differ = [k for k in now if k != "progress" and _jsonable(saved.get(k)) != _jsonable(now[k])]
+        defaults = TrainConfig().to_dict()  # a checkpoint written before a field existed had its default
+        differ = [k for k in now if k != "progress" and _jsonable(saved.get(k, defaults[k])) != _jsonable(now[k])]
         if differ:
             raise ValueError(f"cannot resume: the checkpoint was trained with different {', '.join(differ)} "
                              f"({', '.join(f'{k}={saved.get(k)!r}' for k in differ)})")

@@ -123,7 +123,7 @@ def _candidates(value, f):
         extra = choices[0] if choices else (value[-1] if value else 1)
         return [type(value)([*value, extra])]
     if isinstance(value, dict):
-        return [{"path": "elsewhere.txt"}] if schema else [{**value, "x": {}}]
+        return [{"path": "elsewhere.txt"}] if schema else [{**value, "x": {}}, {**value, "x": []}]
     if value is None:
         return [1, "x.txt"]
     raise AssertionError(f"no variation for {f.name}={value!r}")

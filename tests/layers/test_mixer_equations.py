@@ -605,3 +605,36 @@ def test_gmu_with_group_norm_is_sambays_normalised_gate():
     expected = (normed * m.norm.weight) @ m.out_proj.weight.t()
     torch.testing.assert_close(m(x, memory=mem)[0], expected, **TOL)
     torch.testing.assert_close(stepped(m, x[:, :1], memory=mem[:, 0]), expected[:, :1], **TOL)
+
+
+def test_baseconv_implicit_long_filter_is_zoologys():
+    """Zoology's ImplicitLongConvolution: an MLP 3 -> 16 ReLU -> d of fixed positional features gives
+    the filter, and the convolution adds its input back (h * u + u) before the projection gates it."""
+    m = make_mixer("baseconv", kernel_size=-1, l_max=12, implicit_long_conv=True)
+    mlp = m.implicit_filter.mlp
+    assert [type(layer) for layer in mlp] == [torch.nn.Linear, torch.nn.ReLU, torch.nn.Linear]
+    assert (mlp[0].in_features, mlp[0].out_features, mlp[2].out_features) == (3, 16, D)
+    z = m.implicit_filter.features
+    assert z.shape == (12, 3) and z[0, 0] == 0 and z[-1, 0] == 1
+    h = m.implicit_filter()  # (D, l_max), h[:, s] multiplies x_{t-s}
+    assert h.shape == (D, 12)
+    x = torch.randn(2, 12, D, dtype=torch.float64)
+    conv = torch.stack([sum(h[:, s] * x[:, t - s] for s in range(t + 1)) for t in range(12)], 1) + x
+    torch.testing.assert_close(m(x)[0], m.projection(x) * conv + x)
+    state, steps = None, []
+    for t in range(12):
+        y_t, state = m.step(x[:, t], state)
+        steps.append(y_t)
+    torch.testing.assert_close(torch.stack(steps, 1), m(x)[0])
+    with pytest.raises(ValueError, match="implicit_long_conv=True needs kernel_size=-1"):
+        make_mixer("baseconv", implicit_long_conv=True)
+
+
+def test_identity_channel_mixer_adds_the_normed_input_as_zoologys_state_mixer():
+    from recurlab.models import make_block
+
+    block = make_block("baseconv", D, "identity", norm="layernorm").double()
+    x = torch.randn(2, 5, D, dtype=torch.float64)
+    h = x + block.mixer(block.mixer_norm(x))[0]
+    torch.testing.assert_close(block(x)[0], h + block.channel_norm(h))
+    assert not list(block.channel_mixer.parameters())

@@ -101,6 +101,23 @@ def test_config_errors_name_the_valid_choices():
         CausalLM(ModelConfig(mixer="gla", mixer_kwargs={"gla": {"window": 4}}))
     with pytest.raises(ValueError, match="d_model must be a positive int"):
         ModelConfig(d_model=0)
+    with pytest.raises(ValueError, match=r"layer_kwargs\[1\]: layer 1 is a gla, which takes no argument\(s\) kernel_size"):
+        ModelConfig(mixer=["baseconv", "gla"], layer_kwargs=[{"kernel_size": 3}, {"kernel_size": 3}])
+    with pytest.raises(ValueError, match="layer_kwargs must be None or a list of n_layers=2 dicts"):
+        ModelConfig(mixer="baseconv", layer_kwargs=[{"kernel_size": 3}])
+
+
+def test_layer_kwargs_override_mixer_kwargs_per_block_and_round_trip_json():
+    config = ModelConfig(vocab_size=16, d_model=16, n_layers=3, mixer=["baseconv", "gla", "baseconv"],
+                         mixer_kwargs={"baseconv": {"kernel_size": 4, "l_max": 8}},
+                         layer_kwargs=[{}, {"n_heads": 2}, {"kernel_size": -1}])
+    assert config.mixer_arguments(0) == {"kernel_size": 4, "l_max": 8}
+    assert config.mixer_arguments(1) == {"n_heads": 2}
+    assert config.mixer_arguments(2) == {"kernel_size": -1, "l_max": 8}
+    blocks = CausalLM(config).depth.blocks
+    assert (blocks[0].mixer.kernel_len, blocks[1].mixer.n_heads, blocks[2].mixer.kernel_len) == (4, 2, 8)
+    assert ModelConfig.from_json(config.to_json()) == config
+    assert ModelConfig.from_dict({"mixer": "gla"}).layer_kwargs is None
 
 
 def test_bad_input_ids():
@@ -140,3 +157,26 @@ def test_init_state_and_no_channel_mixer():
     assert len(state.blocks) == 2 and state.blocks[0].h.shape == (3, 16)
     logits, _ = model(torch.zeros(3, 4, dtype=torch.long), state)
     assert logits.shape == (3, 4, 16)
+
+
+def test_layernorm_and_embedding_dropout_options():
+    config = ModelConfig(vocab_size=16, d_model=16, n_layers=2, mixer="gla", mixer_kwargs={"gla": {"n_heads": 2}},
+                         channel_mixer="swiglu", norm="layernorm", embed_dropout=0.5)
+    model = CausalLM(config).double()
+    assert isinstance(model.final_norm, torch.nn.LayerNorm)
+    assert all(isinstance(n, torch.nn.LayerNorm) for b in model.depth.blocks for n in (b.mixer_norm, b.channel_norm))
+    ids = torch.randint(0, 16, (2, 6))
+    model.eval()  # dropout off: forward == steps
+    logits, state = model(ids)
+    steps, state = [], None
+    for t in range(6):
+        y, state = model.step(ids[:, t], state)
+        steps.append(y)
+    torch.testing.assert_close(torch.stack(steps, 1), logits)
+    model.train()  # dropout on: embeddings are dropped while training
+    assert (model.embed(ids) == 0).any()
+    assert ModelConfig.from_json(config.to_json()) == config
+    with pytest.raises(ValueError, match="norm must be one of rmsnorm, layernorm"):
+        ModelConfig(norm="batchnorm")
+    with pytest.raises(ValueError, match=r"embed_dropout must be a number in \[0, 1\)"):
+        ModelConfig(embed_dropout=1.0)

@@ -158,3 +158,25 @@ def test_train_preset_then_generate_from_the_command_line(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert gen.returncode == 0, gen.stderr[-2000:]
     assert gen.stdout.startswith("And God said") and len(gen.stdout.encode()) >= len("And God said") + 15
+
+
+def test_per_layer_mixer_arguments_save_load_and_old_files_without_them_load(tmp_path):
+    config = ModelConfig(vocab_size=16, d_model=16, n_layers=2, mixer="baseconv", channel_mixer=None,
+                         mixer_kwargs={"baseconv": {"l_max": 12}},
+                         layer_kwargs=[{"kernel_size": 3}, {"kernel_size": -1, "implicit_long_conv": True}])
+    model = CausalLM(config).eval()
+    assert [(b.mixer.kernel_len, b.mixer.implicit) for b in model.depth.blocks] == [(3, False), (12, True)]
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["layer_kwargs"][1]["kernel_size"] == -1
+    loaded = CausalLM.from_pretrained(tmp_path).eval()
+    assert loaded.config == config
+    ids = torch.randint(0, 16, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids)[0], model(ids)[0], rtol=0, atol=0)
+    # a config.json written before layer_kwargs existed has no such key: it loads as None (per-name arguments only)
+    plain = CausalLM(ModelConfig(vocab_size=16, d_model=16, n_layers=2, mixer="gla", channel_mixer=None))
+    plain.save_pretrained(tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "config.json").read_text())
+    del meta["model"]["layer_kwargs"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(meta))
+    assert CausalLM.from_pretrained(tmp_path / "old").config.layer_kwargs is None

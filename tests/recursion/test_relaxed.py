@@ -256,3 +256,16 @@ def test_bad_arguments_raise_value_errors():
         early_exit_forward(stack, ids, 0.5)
     with pytest.raises(ValueError, match=r"\(B,\)"):
         early_exit_step(exit_model(), ids, 0.5)
+
+
+def test_relax_keeps_per_layer_arguments_and_refuses_tied_layers_that_differ():
+    from recurlab.models import ModelConfig
+
+    tied = ModelConfig(vocab_size=16, d_model=D, n_layers=4, mixer="baseconv", channel_mixer=None,
+                       layer_kwargs=[{"kernel_size": 3}, {"kernel_size": 4}] * 2)
+    relaxed = relax(CausalLM(tied), 2, rank=2)
+    assert relaxed.config.layer_kwargs == [{"kernel_size": 3}, {"kernel_size": 4}]
+    differ = ModelConfig(vocab_size=16, d_model=D, n_layers=4, mixer="baseconv", channel_mixer=None,
+                         layer_kwargs=[{"kernel_size": 3}, {"kernel_size": 4}, {"kernel_size": 4}, {"kernel_size": 4}])
+    with pytest.raises(ValueError, match="same layer_kwargs for every loop"):
+        relax(CausalLM(differ), 2, rank=2)

@@ -19,3 +19,14 @@ def test_warmup_times_cosine_ramps_and_decays_from_step_zero():
     assert warmup_times_cosine(0, total=10, warmup=0, min_ratio=0.1) == 1.0
     with pytest.raises(ValueError, match="total"):
         warmup_times_cosine(0, total=0, warmup=0, min_ratio=0.1)
+
+
+def test_epoch_cosine_is_constant_within_an_epoch_and_anneals_to_zero_over_the_epochs():
+    from recurlab.train.schedule import epoch_cosine
+
+    f = lambda s: epoch_cosine(s, steps_per_epoch=10, epochs=4)  # noqa: E731
+    assert [f(s) for s in range(10)] == [1.0] * 10  # no warm-up: the peak from step 0, all of epoch 0
+    assert f(10) == f(19) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert f(20) == pytest.approx(0.5)
+    assert f(39) == pytest.approx(0.5 * (1 + math.cos(3 * math.pi / 4)))
+    assert f(40) == f(1000) == pytest.approx(0.0)

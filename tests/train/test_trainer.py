@@ -167,3 +167,37 @@ def test_two_process_ddp_equals_one_process(tmp_path):
     for r1, r2 in zip(single_rows, ddp_rows):
         assert r2["eval_accuracy"] == pytest.approx(r1["eval_accuracy"], abs=0.02)
         assert r2["loss"] == pytest.approx(r1["loss"], rel=1e-3)
+
+
+def test_decay_all_puts_every_parameter_in_the_decayed_group_and_epoch_cosine_steps_per_epoch():
+    """Zoology's optimizer and schedule: AdamW(model.parameters(), weight_decay) and a per-epoch cosine."""
+    from recurlab.tasks import MQARConfig, multi_query_associative_recall
+
+    train = multi_query_associative_recall(64, MQARConfig(seq_len=16, num_kv_pairs=2, vocab_size=32), seed=1)
+    model = recall_model("baseconv", 8, 32)
+    matrices = Trainer(model, train, None, TrainConfig(batch_size=16, progress=False))
+    decayed, exempt = matrices.optimizer.param_groups
+    assert exempt["params"] and all(p.dim() < 2 for p in exempt["params"]) and decayed["weight_decay"] == 0.1
+    zoo = Trainer(model, train, None, TrainConfig(steps=8, batch_size=16, lr=1e-2, decay="all", schedule="epoch_cosine",
+                                                  warmup_steps=0, grad_clip=0.0, progress=False))
+    decayed, exempt = zoo.optimizer.param_groups
+    assert len(decayed["params"]) == len(list(model.parameters())) and not exempt["params"]
+    lrs = []
+    for _ in range(8):  # 4 steps per epoch (64 examples / 16), 2 epochs
+        lrs.append(zoo.optimizer.param_groups[0]["lr"])
+        zoo.train_step()
+    assert lrs == pytest.approx([1e-2] * 4 + [0.5e-2] * 4)
+
+
+def test_a_checkpoint_written_before_decay_and_schedule_existed_resumes():
+    from recurlab.tasks import MQARConfig, multi_query_associative_recall
+
+    train = multi_query_associative_recall(32, MQARConfig(seq_len=16, num_kv_pairs=2, vocab_size=32), seed=1)
+    trainer = Trainer(recall_model("mingru", 8, 32), train, None, TrainConfig(batch_size=16, progress=False))
+    state = trainer.state_dict()
+    for key in ("decay", "schedule"):
+        del state["train_config"][key]
+    trainer.load_state_dict(state)  # missing keys had their defaults
+    state["train_config"]["schedule"] = "epoch_cosine"
+    with pytest.raises(ValueError, match="cannot resume: the checkpoint was trained with different schedule"):
+        trainer.load_state_dict(state)
