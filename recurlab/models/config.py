@@ -29,7 +29,7 @@ def make_norm(kind: str, d_model: int, eps: float) -> nn.Module:
 
 @dataclass
 class ModelConfig:
-    """A language model ``embedding -> depth module -> RMSNorm -> head`` (:class:`recurlab.models.CausalLM`).
+    """A language model ``embedding -> depth module -> norm -> head`` (:class:`recurlab.models.CausalLM`).
 
     Attributes:
         vocab_size: number of token ids.
