@@ -286,7 +286,7 @@ BENCHMARK = Benchmark("mqar", MQARBenchConfig, jobs, measure, report, plot_file=
 
 
 # `time recurlab demo --out /tmp/demo` on the 2-core machine of docs/results/ops.md, 2026-12-01
-DEMO_MINUTES = "12.8 min wall (while another job's tests shared the 2 cores, load average about 3)"
+DEMO_MINUTES = "7.7 min wall on idle cores (12.8 while another job shared them)"
 
 
 DEMO_GROUPS = (("attention", "hyena"), ("gla", "mingru", "shortconv"))  # one process per core, about equal work
