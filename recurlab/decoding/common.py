@@ -7,6 +7,8 @@ import dataclasses
 
 import torch
 
+from ..models.generation import check_sampling_args
+
 
 def sampling_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:
     """The distribution a token is sampled from, float64 (..., V), from logits (..., V).
@@ -30,12 +32,7 @@ def check_args(input_ids: torch.Tensor, max_new_tokens: int, temperature: float,
             or input_ids.shape[1] < 1:
         got = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
         raise ValueError(f"input_ids must be a (1, T) tensor with T >= 1 (one sequence), got {got}")
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
+    check_sampling_args(max_new_tokens, temperature, top_k, None)  # the checks of CausalLM.generate
 
 
 def draw(probs: torch.Tensor, generator: torch.Generator | None) -> int:
