@@ -5,6 +5,7 @@
     recurlab bench NAME [--quick]       a benchmark (ops, layers, mqar, decode, lm, recursion); resumes from --out
     recurlab train --preset lm-gla      a language model (or --config FILE; without either, a synthetic task)
     recurlab generate --checkpoint D --prompt TEXT       continue a prompt with a saved model, streaming
+    recurlab generate ... --draft D2 --method rsd-c      the same distribution by speculative decoding
     recurlab recipe NAME [--quick]      an application paper's model rebuilt and trained offline
 
 Settings change one way, ``--set key=value`` (dotted keys into the command's config, checked against
@@ -101,7 +102,14 @@ def _cmd_generate(args) -> int:
     from .configs import override
     from .train.lm import SamplingConfig, continue_prompt
 
-    continue_prompt(args.checkpoint, args.prompt, override(SamplingConfig(), args.set))
+    method = None
+    if args.method is not None:
+        from .decoding.methods import method_spec
+
+        method = method_spec(args.method, args.draft_len, args.branching)
+    elif args.draft is not None:
+        raise ValueError("--draft needs --method (chain, rsd-c or rsd-s)")
+    continue_prompt(args.checkpoint, args.prompt, override(SamplingConfig(), args.set), draft=args.draft, method=method)
     return 0
 
 
@@ -149,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
                    epilog=_keys("sampling", SamplingConfig))
     gen.add_argument("--checkpoint", required=True, help="a folder written by save_pretrained (or a training run)")
     gen.add_argument("--prompt", required=True)
+    gen.add_argument("--draft", help="a smaller saved model with the same tokenizer: sample by speculative decoding "
+                     "(the target's distribution, fewer target calls; see docs/decoding.md)")
+    gen.add_argument("--method", choices=["chain", "rsd-c", "rsd-s"],
+                     help="speculative method with --draft: chain (k drafted tokens), rsd-c (a Gumbel-top-k tree with "
+                     "--branching children per level) or rsd-s (stochastic beam search, beam width --branching)")
+    gen.add_argument("--draft-len", type=int, default=4, help="tokens per draft chain, or tree depth (default 4)")
+    gen.add_argument("--branching", type=int, default=2, help="rsd-c: children per node; rsd-s: beam width (default 2)")
     rec = _command(sub, "recipe", _cmd_recipe, "an application paper's model rebuilt from recurlab's parts, trained "
                    "offline", "quick", "set", "progress",
                    epilog="keys (--set KEY=VALUE): the fields of the recipe's Config (recurlab.recipes.NAME.Config)")

@@ -196,7 +196,7 @@ def test_recipe_settings_reach_the_recipe(monkeypatch, capsys, tmp_path):
 def test_unknown_benchmark_names_the_valid_ones():
     from recurlab import bench
 
-    with pytest.raises(ValueError, match="unknown benchmark 'nope'; valid names: ops, layers, mqar, decode, lm, recursion"):
+    with pytest.raises(ValueError, match="unknown benchmark 'nope'; valid names: ops, layers, mqar, decode, decoding, lm, recursion"):
         bench.load("nope")
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 
 # name -> module under recurlab.bench that defines BENCHMARK
-BENCHMARKS = {"ops": "ops", "layers": "layers", "mqar": "mqar", "decode": "decode", "lm": "lm", "recursion": "recursion",
-              "allocator": "allocator"}
+BENCHMARKS = {"ops": "ops", "layers": "layers", "mqar": "mqar", "decode": "decode", "decoding": "decoding", "lm": "lm",
+              "recursion": "recursion", "allocator": "allocator"}
 
 
 def names() -> list[str]:

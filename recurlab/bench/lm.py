@@ -72,6 +72,15 @@ def measure(job: dict, ctx: Context) -> dict:
         setups = {name: LMSetup(**s) for name, s in job["setups"].items()}
         return {"tokens_per_s": measure_training_throughput(setups, rounds=job["speed_rounds"])}
     name, run = job["preset"], ctx.out_dir / job["preset"]
+    summary = train_in_folder(job, run, name, ctx.progress)
+    curve = [(r["step"], r.get("eval_loss")) for r in read_jsonl(run / "metrics.jsonl")]
+    return {**summary, "preset": name, "mixer": job["setup"]["model"]["mixer"], "curve": curve}
+
+
+def train_in_folder(job: dict, run: Path, name: str, progress: bool) -> dict:
+    """Train ``LMSetup(**job["setup"])`` into the folder ``run`` (model in ``run/model``), continuing
+    an interrupted training of the same job there; a folder left by another job starts afresh.
+    Returns the training summary (:func:`recurlab.train.lm.train_language_model`)."""
     marker = run / "job.json"  # which job the folder's checkpoint belongs to
     other_job = marker.exists() and json.loads(marker.read_text()) != {"key": job_key(job)}
     if other_job:  # the checkpoint of another setup: start this one afresh
@@ -79,9 +88,7 @@ def measure(job: dict, ctx: Context) -> dict:
             (run / stale).unlink(missing_ok=True)
     resume = (run / "checkpoint.pt").exists()  # (a folder without marker: the trainer checks the settings)
     write_json(marker, {"key": job_key(job)})
-    summary = train_language_model(LMSetup(**job["setup"]), run, name=name, resume=resume, progress=ctx.progress)
-    curve = [(r["step"], r.get("eval_loss")) for r in read_jsonl(run / "metrics.jsonl")]
-    return {**summary, "preset": name, "mixer": job["setup"]["model"]["mixer"], "curve": curve}
+    return train_language_model(LMSetup(**job["setup"]), run, name=name, resume=resume, progress=progress)
 
 
 def measure_training_throughput(presets: list[str] | dict[str, LMSetup], rounds: int = 5, steps_per_round: int = 2,

@@ -67,6 +67,7 @@ def speculative_generate(target, draft, input_ids: torch.Tensor, max_new_tokens:
         # continue from the state after pending + d_1..d_accepted; the extra token is the next pending one
         target_state = v.state_after(1 + accepted)
         stats.target_rerun_tokens += v.rerun_tokens
+        stats.target_reruns += v.reruns
         if accepted < draft_len:
             draft_state = draft_states[accepted]
         else:

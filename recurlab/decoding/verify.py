@@ -43,6 +43,7 @@ class Verification:
     logits: torch.Tensor  # (P, n, V)
     end_state: State  # batch P: the state after each row's n tokens
     rerun_tokens: int = 0  # tokens re-run so far by state_after
+    reruns: int = 0  # target calls made so far by state_after
 
     def state_after(self, m: int, row: int = 0) -> State:
         """The model's state (batch 1) after the first m tokens of row ``row`` (0 <= m <= n)."""
@@ -54,6 +55,7 @@ class Verification:
         if m == n:
             return self.end_state if self.tokens.shape[0] == 1 else self.end_state.select([row])
         self.rerun_tokens += m
+        self.reruns += 1
         _, state = self.model(self.tokens[row:row + 1, :m], self.start_state)
         return state
 

@@ -226,34 +226,74 @@ class SamplingConfig:
         check_fields(self)
 
 
-def continue_prompt(directory: str | Path, prompt: str, sampling: SamplingConfig, out=None) -> None:
-    """Stream the continuation of ``prompt`` by the model saved in ``directory`` (or a training run's folder)."""
+def continue_prompt(directory: str | Path, prompt: str, sampling: SamplingConfig, out=None,
+                    draft: str | Path | None = None, method: str | None = None) -> None:
+    """Stream the continuation of ``prompt`` by the model saved in ``directory`` (or a training run's folder).
+
+    With ``draft`` (a second saved model over the same tokenizer) and ``method`` (a spec of
+    :mod:`recurlab.decoding.methods`, e.g. ``chain:4``), the text is sampled by speculative decoding:
+    the same distribution as plain sampling, written when it is done, and the run's cost (target
+    calls, accepted drafts) is printed on stderr."""
     import codecs
     import sys
 
-    from ..models import CausalLM
     from ..models.generation import stream
-    from ..models.pretrained import load_tokenizer
 
     if not prompt:
         raise ValueError("--prompt must not be empty: the model continues a text")
-    directory = Path(directory)
-    if not (directory / "config.json").exists() and (directory / "model" / "config.json").exists():
-        directory = directory / "model"  # a training run's folder
-    model = CausalLM.from_pretrained(directory)
-    tokenizer = load_tokenizer(directory)
-    if tokenizer is None:
-        raise ValueError(f"{directory} has no tokenizer saved with the model; it cannot decode text")
+    if (draft is None) != (method is None):
+        raise ValueError("--draft and --method go together: give both for speculative decoding, or neither")
+    model, tokenizer, directory = _load_saved(directory)
     ids = tokenizer.encode(prompt).unsqueeze(0)
     out = out or sys.stdout
     out.write(prompt)
     out.flush()
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace") if tokenizer.name == "bytes" else None
-    for token in stream(model, ids, sampling.max_new_tokens, sampling.temperature, sampling.top_k, sampling.top_p,
-                        sampling.seed):
-        out.write(decoder.decode(bytes([int(token[0])])) if decoder else tokenizer.decode([int(token[0])]))
+
+    def write(token: int) -> None:
+        out.write(decoder.decode(bytes([token])) if decoder else tokenizer.decode([token]))
         out.flush()
+
+    if draft is None:
+        for token in stream(model, ids, sampling.max_new_tokens, sampling.temperature, sampling.top_k, sampling.top_p,
+                            sampling.seed):
+            write(int(token[0]))
+    else:
+        from ..decoding.methods import generate_with, parse_method
+
+        spec = parse_method(method)
+        if sampling.top_p is not None:
+            raise ValueError("top_p is not supported with --method (speculative decoders take temperature and top_k)")
+        draft_model, draft_tokenizer, draft_dir = _load_saved(draft)
+        if draft_tokenizer.to_dict() != tokenizer.to_dict():
+            raise ValueError(f"the draft {draft_dir} has another tokenizer than the target {directory}: "
+                             "speculative decoding needs one vocabulary")
+        generator = torch.Generator().manual_seed(sampling.seed)
+        full, stats = generate_with(spec, model, draft_model, ids, sampling.max_new_tokens, sampling.temperature,
+                                    sampling.top_k, generator)
+        for token in full[0, ids.shape[1]:].tolist():
+            write(token)
+        out.write("\n")
+        print(f"{spec.spec}: {stats.target_calls} target calls and {stats.target_reruns} re-runs for "
+              f"{sampling.max_new_tokens} tokens, {stats.mean_accepted:.2f} drafts accepted per call, "
+              f"{stats.draft_calls} draft calls", file=sys.stderr)
+        return
     out.write("\n")
+
+
+def _load_saved(directory: str | Path):
+    """(model in eval mode, tokenizer, folder) of a model saved with its tokenizer (or a training run's folder)."""
+    from ..models import CausalLM
+    from ..models.pretrained import load_tokenizer
+
+    directory = Path(directory)
+    if not (directory / "config.json").exists() and (directory / "model" / "config.json").exists():
+        directory = directory / "model"  # a training run's folder
+    model = CausalLM.from_pretrained(directory).eval()
+    tokenizer = load_tokenizer(directory)
+    if tokenizer is None:
+        raise ValueError(f"{directory} has no tokenizer saved with the model; it cannot decode text")
+    return model, tokenizer, directory
 
 
 def unigram_bits_per_byte(train_text: str, val_text: str) -> float:

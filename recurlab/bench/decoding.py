@@ -1,0 +1,291 @@
+"""``recurlab bench decoding``: speculative decoding (chain, RSD-C, RSD-S) against plain decoding, on trained models.
+
+Targets are language-model presets (default lm-attention, lm-gla, lm-sambay) and the draft is a small
+model of the same family (default: the lm-mingru preset cut to 2 blocks of width 128); all are trained
+by the benchmark itself on the default corpus (or ``data``) into ``OUT/models/NAME`` and reused from
+there (an interrupted training continues). Each decoding job then takes one target at one temperature
+and decodes ``prompts`` held-out prompts with plain decoding (``CausalLM.generate``) and with every
+method, **interleaved prompt by prompt in one process**, so the speed-ups are ratios measured side by
+side. Per method it reports:
+
+- draft shape: ``chain:k`` (k drafted tokens), ``rsd-c:b1x..xbL`` (branching per level),
+  ``rsd-s:WxL`` (beam width x depth); the tree's nodes (the draft budget the RSD paper compares at),
+  leaves, and the token positions one verification call runs (leaves x (depth + 1): trees are scored
+  path by path, see recurlab/decoding/verify.py);
+- mean accepted draft tokens per target call, and target calls per generated token (re-runs of a
+  partly accepted draft count as calls of their own);
+- wall-clock tokens/s and the speed-up over plain decoding (median over prompts of the per-prompt
+  ratio);
+- quality: bits per byte of the generated text under the target. Every method samples exactly the
+  target's distribution, so this should equal plain decoding's within sampling noise (at temperature
+  0 the text itself is identical to greedy decoding, which the benchmark checks).
+
+Files: results.json, results.md, decoding.png (speed-up against the draft budget, one panel per
+target and temperature) and the trained models under ``models/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..configs import check_fields, param
+from ..train.lm import PRESETS, DataSource, LMSetup
+from .harness import Benchmark, Context, Finished, Report, settings
+from .lm import train_in_folder
+from .report import markdown_table
+
+DEFAULT_TARGETS = ("lm-attention", "lm-gla", "lm-sambay")
+# draft length 2 and 4 (the same depth for every method), and about 6 draft tokens per round (the same budget)
+DEFAULT_METHODS = ("chain:2", "rsd-c:2x2", "rsd-s:2x2",
+                   "chain:4", "rsd-c:2x2x1x1", "rsd-s:3x4",
+                   "chain:6", "rsd-c:2x1x1", "rsd-s:2x3")
+DRAFT = "draft"
+
+
+def _presets() -> list[str]:
+    return list(PRESETS)
+
+
+def _check_methods(value) -> None:
+    from ..decoding.methods import parse_method
+
+    for spec in value:
+        parse_method(spec)
+
+
+@dataclass
+class DecodingBenchConfig:
+    targets: tuple[str, ...] = param(DEFAULT_TARGETS, axis=True, choices=_presets)
+    temperatures: tuple[float, ...] = param((0.0, 1.0), axis=True, ge=0)
+    methods: tuple[str, ...] = param(DEFAULT_METHODS)  # NAME:SHAPE, see recurlab.decoding.methods
+    draft_preset: str = param("lm-mingru", choices=_presets)
+    draft_layers: int = param(2, ge=1)
+    draft_width: int = param(128, ge=8)
+    steps: int | None = param(None, ge=1)  # training steps of every model (None: the presets' own)
+    prompts: int = param(6, ge=1)  # held-out prompts per target and temperature
+    prompt_len: int = param(64, ge=2)  # tokens
+    new_tokens: int = param(128, ge=1)
+    top_k: int | None = param(None, ge=1)
+    seed: int = param(0, ge=0)
+    data: dict[str, Any] = param(factory=dict, schema=DataSource)  # default: the default corpus
+
+    def __post_init__(self):
+        check_fields(self)
+        _check_methods(self.methods)
+
+    @classmethod
+    def quick(cls, **overrides) -> "DecodingBenchConfig":
+        """Two targets, a few methods, 30 training steps: minutes, for the table's shape rather than its numbers."""
+        return cls(**{"targets": ("lm-attention", "lm-gla"), "methods": ("chain:2", "rsd-c:2x2", "rsd-s:2x2"),
+                      "steps": 30, "prompts": 2, "new_tokens": 24, **overrides})
+
+    def setup(self, name: str) -> LMSetup:
+        """The training setup of a target preset, or of the draft (``DRAFT``)."""
+        setup = LMSetup.preset(self.draft_preset if name == DRAFT else name)
+        if name == DRAFT:
+            setup.model.update(n_layers=self.draft_layers, d_model=self.draft_width)
+        if self.steps is not None:
+            setup.train["steps"] = self.steps
+        return dataclasses.replace(setup, data=dict(self.data))
+
+
+def jobs(cfg: DecodingBenchConfig) -> list[dict]:
+    """Train each model (one job each), then one decoding job per (target, temperature), which names the
+    training jobs it uses: a retrained model is measured again."""
+    trainings = {name: {"train": name, "setup": dataclasses.asdict(cfg.setup(name))}
+                 for name in (*cfg.targets, DRAFT)}
+    shared = {k: v for k, v in settings(cfg).items() if k not in ("steps", "data", "draft_preset", "draft_layers",
+                                                                   "draft_width")}
+    decoding = [{"decode": target, "temperature": t, "target": trainings[target], "draft": trainings[DRAFT],
+                 "settings": shared} for t in cfg.temperatures for target in cfg.targets]
+    return list(trainings.values()) + decoding
+
+
+def measure(job: dict, ctx: Context) -> dict:
+    if "train" in job:
+        return train_in_folder(job, ctx.out_dir / "models" / job["train"], job["train"], ctx.progress)
+    return measure_decoding(job, ctx.out_dir / "models", ctx.progress)
+
+
+def _prompts(setup: LMSetup, tokenizer, n: int, length: int) -> list[torch.Tensor]:
+    """n prompts of ``length`` tokens, evenly spaced through the validation text."""
+    from ..tasks.text import split_text
+
+    _, val_text = split_text(setup.load_text(), setup.val_fraction)
+    ids = tokenizer.encode(val_text)
+    if len(ids) < length + 1:
+        raise ValueError(f"the validation text has {len(ids)} tokens, fewer than prompt_len={length}")
+    starts = [round(i * (len(ids) - length) / max(n, 1)) for i in range(n)]
+    return [ids[s:s + length].unsqueeze(0) for s in starts]
+
+
+def bits_per_token(model, ids: torch.Tensor, prompt_len: int) -> float:
+    """Mean bits per token of ids[:, prompt_len:] under ``model`` (teacher-forced; bytes tokenizer: per byte)."""
+    with torch.no_grad():
+        logits, _ = model(ids[:, :-1])
+    nll = torch.nn.functional.cross_entropy(logits[0, prompt_len - 1:].double(), ids[0, prompt_len:], reduction="mean")
+    return float(nll) / math.log(2)
+
+
+def measure_decoding(job: dict, models: Path, progress: bool = True) -> dict:
+    """Plain decoding and every method on the same prompts, interleaved; per-method rows."""
+    from tqdm.auto import tqdm
+
+    from ..decoding.methods import generate_with, parse_method, tree_size
+    from ..models import CausalLM
+    from ..models.pretrained import load_tokenizer
+
+    s, temperature = job["settings"], job["temperature"]
+    target_dir, draft_dir = models / job["decode"] / "model", models / DRAFT / "model"
+    target, draft = CausalLM.from_pretrained(target_dir).eval(), CausalLM.from_pretrained(draft_dir).eval()
+    tokenizer = load_tokenizer(target_dir)
+    prompts = _prompts(LMSetup(**job["target"]["setup"]), tokenizer, s["prompts"], s["prompt_len"])
+    methods = [parse_method(m) for m in s["methods"]]
+    n = s["new_tokens"]
+
+    def run(name, prompt, seed, new_tokens):
+        gen = torch.Generator().manual_seed(seed)
+        start = time.perf_counter()
+        if name == "plain":
+            ids, stats = target.generate(prompt, new_tokens, temperature, s["top_k"], seed=seed), None
+        else:
+            ids, stats = generate_with(name, target, draft, prompt, new_tokens, temperature, s["top_k"], gen)
+        return ids, stats, time.perf_counter() - start
+
+    names = ["plain"] + [m.spec for m in methods]
+    for name in names:  # warm-up: first calls pay for allocation and lazy initialisation
+        run(name, prompts[0], 0, 4)
+    records: dict[str, list[dict]] = {name: [] for name in names}
+    bar = tqdm(total=len(prompts) * len(names), desc=f"{job['decode']} T={temperature:g}", unit="decode",
+               disable=not progress, leave=False, dynamic_ncols=True)
+    for i, prompt in enumerate(prompts):
+        order = names[i % len(names):] + names[:i % len(names)]  # rotate who goes first
+        for name in order:
+            seed = s["seed"] * 1000 + i
+            ids, stats, seconds = run(name, prompt, seed, n)
+            rec = {"seconds": seconds, "bits": bits_per_token(target, ids, prompt.shape[1]),
+                   "ids": ids[0, prompt.shape[1]:].tolist()}
+            if stats is not None:
+                rec.update(calls=stats.target_calls, accepted=sum(stats.accepted), rounds=len(stats.accepted),
+                           rerun_tokens=stats.target_rerun_tokens, reruns=stats.target_reruns,
+                           draft_calls=stats.draft_calls)
+            records[name].append(rec)
+            bar.update(1)
+    bar.close()
+    plain = records["plain"]
+    rows = []
+    for name in names:
+        recs = records[name]
+        row = {"target": job["decode"], "temperature": temperature, "method": name,
+               "tokens_per_s": n * len(recs) / sum(r["seconds"] for r in recs),
+               "speedup": statistics.median(p["seconds"] / r["seconds"] for p, r in zip(plain, recs)),
+               "bits_per_token": statistics.fmean(r["bits"] for r in recs)}
+        if name == "plain":
+            row.update(depth=0, nodes=0, leaves=0, positions=1, mean_accepted=0.0, calls_per_token=1.0)
+        else:
+            rounds = sum(r["rounds"] for r in recs)
+            calls = sum(r["calls"] + r["reruns"] for r in recs)  # a re-run of a partly accepted draft is a call too
+            method = parse_method(name)
+            row.update(depth=method.depth, **tree_size(method), mean_accepted=sum(r["accepted"] for r in recs) / rounds,
+                       calls_per_token=calls / (n * len(recs)), rerun_tokens=sum(r["rerun_tokens"] for r in recs),
+                       draft_calls_per_token=sum(r["draft_calls"] for r in recs) / (n * len(recs)))
+        if temperature == 0:
+            row["equals_greedy"] = all(r["ids"] == p["ids"] for p, r in zip(plain, recs))
+        rows.append(row)
+    return {"rows": rows, "threads": torch.get_num_threads(),
+            "params": {"target": target.num_parameters()["total"], "draft": draft.num_parameters()["total"]}}
+
+
+def report(cfg: DecodingBenchConfig, finished: Finished) -> Report:
+    models = {job["train"]: {k: result[k] for k in ("params", "val_bits_per_byte", "steps", "train_seconds")}
+              for job, result in finished if "train" in job}
+    rows = [row for job, result in finished if "decode" in job for row in result["rows"]]
+    threads = sorted({result["threads"] for job, result in finished if "decode" in job})
+    data = {"models": models, "rows": rows, "threads": threads}
+    return Report(render_markdown(cfg, data), data, lambda path: plot_speedup(data, path))
+
+
+def summary(job: dict, result: dict) -> str:
+    if "train" in job:
+        return f"{job['train']}: {result['val_bits_per_byte']:.3f} bits per byte after {result['steps']} steps"
+    best = max(result["rows"], key=lambda r: r["speedup"])
+    return (f"{job['decode']} T={job['temperature']:g}: best {best['method']} at {best['speedup']:.2f}x plain "
+            f"({best['mean_accepted']:.2f} drafts accepted per call)")
+
+
+def _label(job: dict) -> str:
+    return f"train {job['train']}" if "train" in job else f"decode {job['decode']} T={job['temperature']:g}"
+
+
+BENCHMARK = Benchmark("decoding", DecodingBenchConfig, jobs, measure, report, plot_file="decoding.png",
+                      label=_label, summary=summary)
+
+
+def render_markdown(cfg: DecodingBenchConfig, data: dict) -> str:
+    lines = ["# Speculative decoding against plain decoding\n",
+             f"Batch 1, float32 on CPU ({', '.join(map(str, data['threads'])) or '?'} threads), {cfg.prompts} held-out "
+             f"prompts of {cfg.prompt_len} tokens, {cfg.new_tokens} new tokens each, top-k {cfg.top_k}; every method "
+             "and plain decoding run interleaved prompt by prompt in one process. nodes: draft tokens per round "
+             "(the draft budget); positions: token positions one verification call runs (leaves x (depth + 1)); "
+             "accepted/call: mean accepted draft tokens per verification call; calls/token: target calls "
+             "(verifications and re-runs) per generated token; speed-up: median over prompts of plain time / method "
+             "time; bits/token: of the generated text under the target (bytes tokenizer: bits per byte).\n"]
+    if data["models"]:
+        lines.append(markdown_table(["model", "params", "val bits/byte", "steps", "train minutes"],
+                                    [[name, f"{m['params']:,}", f"{m['val_bits_per_byte']:.3f}", str(m["steps"]),
+                                      f"{m['train_seconds'] / 60:.1f}"] for name, m in data["models"].items()]) + "\n")
+    for temperature in cfg.temperatures:
+        sub = [r for r in data["rows"] if r["temperature"] == temperature]
+        if not sub:
+            continue
+        greedy = temperature == 0
+        lines.append(f"## Temperature {temperature:g}\n")
+        header = ["target", "method", "depth", "nodes", "positions", "accepted/call", "calls/token", "tokens/s",
+                  "speed-up", "bits/token"] + (["= greedy"] if greedy else [])
+        body = [[r["target"], r["method"], str(r["depth"]), str(r["nodes"]), str(r["positions"]),
+                 f"{r['mean_accepted']:.2f}", f"{r['calls_per_token']:.2f}", f"{r['tokens_per_s']:,.0f}",
+                 f"{r['speedup']:.2f}x", f"{r['bits_per_token']:.3f}"]
+                + ([("yes" if r["equals_greedy"] else "NO")] if greedy else []) for r in sub]
+        lines.append(markdown_table(header, body) + "\n")
+    return "\n".join(lines)
+
+
+def plot_speedup(data: dict, path: Path) -> None:
+    """Speed-up over plain decoding against the draft budget (nodes per round), a panel per (temperature, target)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in data["rows"] if r["method"] != "plain"]
+    temperatures = sorted({r["temperature"] for r in rows})
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    fig, axes = plt.subplots(max(len(temperatures), 1), max(len(targets), 1), squeeze=False,
+                             figsize=(4 * max(len(targets), 1), 3.4 * max(len(temperatures), 1)), sharey=True)
+    for i, t in enumerate(temperatures):
+        for j, target in enumerate(targets):
+            ax = axes[i][j]
+            for family, marker in (("chain", "o"), ("rsd-c", "s"), ("rsd-s", "^")):
+                pts = sorted((r["nodes"], r["speedup"]) for r in rows
+                             if r["temperature"] == t and r["target"] == target and r["method"].startswith(family + ":"))
+                if pts:
+                    ax.plot(*zip(*pts), marker=marker, label=family)
+            ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
+            ax.set_title(f"{target}, T={t:g}", fontsize=9)
+            ax.set_xlabel("draft tokens per round (nodes)")
+            ax.grid(True, alpha=0.3)
+            if j == 0:
+                ax.set_ylabel("speed-up over plain decoding")
+    if rows:
+        axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,54 @@
+"""``recurlab bench decoding``: speculative methods against plain decoding on models the bench trains."""
+
+import json
+
+import pytest
+
+from recurlab.bench import harness
+from recurlab.bench.decoding import BENCHMARK, DRAFT, DecodingBenchConfig, jobs
+
+
+def test_jobs_train_each_model_once_then_decode_per_target_and_temperature():
+    cfg = DecodingBenchConfig(targets=("lm-attention", "lm-gla"), temperatures=(0.0, 1.0), steps=3)
+    all_jobs = jobs(cfg)
+    assert [j["train"] for j in all_jobs if "train" in j] == ["lm-attention", "lm-gla", DRAFT]
+    draft = next(j for j in all_jobs if j.get("train") == DRAFT)["setup"]["model"]
+    assert (draft["n_layers"], draft["d_model"], draft["mixer"]) == (2, 128, "mingru")
+    decodes = [(j["decode"], j["temperature"]) for j in all_jobs if "decode" in j]
+    assert decodes == [("lm-attention", 0.0), ("lm-gla", 0.0), ("lm-attention", 1.0), ("lm-gla", 1.0)]
+    # a decoding job names the trainings it uses: retraining a model measures it again
+    key = harness.job_key(all_jobs[-1])
+    retrained = jobs(DecodingBenchConfig(targets=("lm-attention", "lm-gla"), temperatures=(0.0, 1.0), steps=4))
+    assert harness.job_key(retrained[-1]) != key
+
+
+def test_bad_method_is_refused_when_the_config_is_built():
+    with pytest.raises(ValueError, match="unknown decoding method"):
+        DecodingBenchConfig(methods=("chain:2", "medusa:3"))
+
+
+def test_bench_trains_decodes_and_reports(tmp_path):
+    text = "".join(f"And the LORD spake unto Moses, saying, day {i}.\n" for i in range(200))
+    (tmp_path / "t.txt").write_text(text)
+    cfg = DecodingBenchConfig(targets=("lm-gla",), temperatures=(0.0, 1.0), methods=("chain:2", "rsd-c:2x1", "rsd-s:2x2"),
+                              steps=1, prompts=2, prompt_len=8, new_tokens=6, data={"path": str(tmp_path / "t.txt")})
+    out = tmp_path / "out"
+    result = harness.run(BENCHMARK, cfg, out, progress=False, echo=lambda m: None)
+    assert set(result["models"]) == {"lm-gla", DRAFT}
+    rows = result["rows"]
+    assert [(r["temperature"], r["method"]) for r in rows] == [
+        (t, m) for t in (0.0, 1.0) for m in ("plain", "chain:2", "rsd-c:2x1", "rsd-s:2x2")]
+    for r in rows:
+        assert r["tokens_per_s"] > 0 and r["speedup"] > 0 and r["bits_per_token"] > 0
+        if r["method"] != "plain":
+            # every round verifies once and emits accepted + 1 tokens: calls per token lie in [1/(depth+1), 2]
+            assert 1 / (r["depth"] + 1) - 1e-9 <= r["calls_per_token"] <= 2 and 0 <= r["mean_accepted"] <= r["depth"]
+    assert all(r["equals_greedy"] for r in rows if r["temperature"] == 0)  # exact at temperature 0
+    md = (out / "results.md").read_text()
+    assert "## Temperature 0" in md and "| lm-gla | rsd-c:2x1 | 2 | 4 | 6 |" in md
+    assert (out / "decoding.png").stat().st_size > 0
+    assert (out / "models" / "lm-gla" / "model" / "config.json").exists()
+    logged = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert len(logged) == 4  # two trainings, two decoding jobs: a rerun reuses them all
+    again = harness.run(BENCHMARK, cfg, out, progress=False, echo=lambda m: None)
+    assert again["rows"] == rows

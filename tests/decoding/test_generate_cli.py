@@ -1,0 +1,57 @@
+"""``recurlab generate --draft D --method M``: speculative sampling from the command line."""
+
+import pytest
+import torch
+
+from recurlab.cli import main
+from recurlab.models import CausalLM, ModelConfig
+from recurlab.tasks.text import BPETokenizer, ByteTokenizer
+
+
+def saved(path, mixer, tokenizer=None, seed=0):
+    torch.manual_seed(seed)
+    tokenizer = tokenizer or ByteTokenizer()
+    model = CausalLM(ModelConfig(vocab_size=tokenizer.vocab_size, d_model=16, n_layers=1, mixer=mixer))
+    model.save_pretrained(path, tokenizer)
+    return model
+
+
+def run(capsys, argv):
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out, captured.err
+
+
+@pytest.mark.parametrize("method", ["chain", "rsd-c", "rsd-s"])
+def test_greedy_speculative_text_equals_plain_greedy_text(tmp_path, capsys, method):
+    saved(tmp_path / "t", "gla")
+    saved(tmp_path / "d", "mingru", seed=1)
+    common = ["generate", "--checkpoint", str(tmp_path / "t"), "--prompt", "In the", "--set", "max_new_tokens=12",
+              "temperature=0"]
+    plain, _ = run(capsys, common)
+    fast, err = run(capsys, common + ["--draft", str(tmp_path / "d"), "--method", method, "--draft-len", "3",
+                                      "--branching", "2"])
+    assert fast == plain
+    spec = {"chain": "chain:3", "rsd-c": "rsd-c:2x2x2", "rsd-s": "rsd-s:2x3"}[method]
+    assert err.startswith(f"{spec}: ") and "target calls" in err
+
+
+def user_error(capsys, argv) -> str:
+    assert main(argv) == 2
+    return capsys.readouterr().err.strip()
+
+
+def test_draft_and_method_errors(tmp_path, capsys):
+    saved(tmp_path / "t", "gla")
+    base = ["generate", "--checkpoint", str(tmp_path / "t"), "--prompt", "x"]
+    assert "--draft needs --method" in user_error(capsys, base + ["--draft", str(tmp_path / "t")])
+    assert "--draft and --method go together" in user_error(capsys, base + ["--method", "chain"])
+    assert "top_p is not supported with --method" in user_error(
+        capsys, base + ["--draft", str(tmp_path / "t"), "--method", "chain", "--set", "top_p=0.9"])
+    assert "--draft-len and --branching must be >= 1" in user_error(
+        capsys, base + ["--draft", str(tmp_path / "t"), "--method", "chain", "--draft-len", "0"])
+    bpe = BPETokenizer.train("and the lord said unto moses " * 50, vocab_size=300)
+    saved(tmp_path / "other", "mingru", tokenizer=bpe)
+    assert "another tokenizer than the target" in user_error(
+        capsys, base + ["--draft", str(tmp_path / "other"), "--method", "chain"])
