@@ -135,6 +135,41 @@ def bits_per_token(model, ids: torch.Tensor, prompt_len: int) -> float:
     return float(nll) / math.log(2)
 
 
+def measure_rollback(model, prompt: torch.Tensor, drafted: int = 4, repeats: int = 7) -> dict:
+    """The three ways to the state after m of ``drafted`` verified tokens (m = 1 .. drafted - 1), in ms
+    (median over ``repeats`` rounds, mean over m): ``rewind`` (drop the rejected tokens from the end
+    state: KV caches only, else None), ``rerun`` (the m tokens in one parallel call from the kept
+    state, what verify does otherwise) and ``step_rerun`` (the m tokens one ``step`` at a time)."""
+    from ..decoding import verify
+    from ..decoding.rewind import rewind
+
+    with torch.no_grad():
+        _, state = model(prompt[:, :-1])
+        tokens = prompt[:, -drafted:].flip(1)  # any tokens: the cost does not depend on them
+        end = verify(model, state, tokens).end_state
+
+        def timed(fn) -> float:
+            runs = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                fn()
+                runs.append(time.perf_counter() - start)
+            return 1e3 * statistics.median(runs)
+
+        def step_rerun(m):
+            s = state
+            for i in range(m):
+                _, s = model.step(tokens[:, i], s)
+
+        can_rewind = rewind(end, 1) is not None
+        ms = range(1, drafted)
+        result = {"rerun": statistics.fmean(timed(lambda m=m: model(tokens[:, :m], state)) for m in ms),
+                  "step_rerun": statistics.fmean(timed(lambda m=m: step_rerun(m)) for m in ms),
+                  "rewind": statistics.fmean(timed(lambda m=m: rewind(end, drafted - m)) for m in ms) if can_rewind
+                  else None}
+    return {"drafted": drafted, **{f"{k}_ms": v for k, v in result.items()}}
+
+
 def measure_decoding(job: dict, models: Path, progress: bool = True) -> dict:
     """Plain decoding and every method on the same prompts, interleaved; per-method rows."""
     from tqdm.auto import tqdm
@@ -176,7 +211,7 @@ def measure_decoding(job: dict, models: Path, progress: bool = True) -> dict:
             if stats is not None:
                 rec.update(calls=stats.target_calls, accepted=sum(stats.accepted), rounds=len(stats.accepted),
                            rerun_tokens=stats.target_rerun_tokens, reruns=stats.target_reruns,
-                           draft_calls=stats.draft_calls)
+                           rewinds=stats.target_rewinds, draft_calls=stats.draft_calls)
             records[name].append(rec)
             bar.update(1)
     bar.close()
@@ -196,11 +231,12 @@ def measure_decoding(job: dict, models: Path, progress: bool = True) -> dict:
             method = parse_method(name)
             row.update(depth=method.depth, **tree_size(method), mean_accepted=sum(r["accepted"] for r in recs) / rounds,
                        calls_per_token=calls / (n * len(recs)), rerun_tokens=sum(r["rerun_tokens"] for r in recs),
+                       rewinds=sum(r["rewinds"] for r in recs),
                        draft_calls_per_token=sum(r["draft_calls"] for r in recs) / (n * len(recs)))
         if temperature == 0:
             row["equals_greedy"] = all(r["ids"] == p["ids"] for p, r in zip(plain, recs))
         rows.append(row)
-    return {"rows": rows, "threads": torch.get_num_threads(),
+    return {"rows": rows, "rollback": measure_rollback(target, prompts[0]), "threads": torch.get_num_threads(),
             "params": {"target": target.num_parameters()["total"], "draft": draft.num_parameters()["total"]}}
 
 
@@ -209,7 +245,8 @@ def report(cfg: DecodingBenchConfig, finished: Finished) -> Report:
               for job, result in finished if "train" in job}
     rows = [row for job, result in finished if "decode" in job for row in result["rows"]]
     threads = sorted({result["threads"] for job, result in finished if "decode" in job})
-    data = {"models": models, "rows": rows, "threads": threads}
+    rollback = {job["decode"]: result["rollback"] for job, result in finished if "decode" in job}
+    data = {"models": models, "rows": rows, "rollback": rollback, "threads": threads}
     return Report(render_markdown(cfg, data), data, lambda path: plot_speedup(data, path))
 
 
@@ -242,6 +279,15 @@ def render_markdown(cfg: DecodingBenchConfig, data: dict) -> str:
         lines.append(markdown_table(["model", "params", "val bits/byte", "steps", "train minutes"],
                                     [[name, f"{m['params']:,}", f"{m['val_bits_per_byte']:.3f}", str(m["steps"]),
                                       f"{m['train_seconds'] / 60:.1f}"] for name, m in data["models"].items()]) + "\n")
+    if data["rollback"]:
+        lines.append("## Rolling the target's state back after a partial acceptance\n")
+        lines.append("The state after m of 4 verified tokens (mean over m = 1..3 of the median of 7 rounds): dropping "
+                     "the rejected tokens from the KV caches (attention only), re-running the m tokens in one "
+                     "parallel call (what verification does for every other state), or one `step` at a time.\n")
+        lines.append(markdown_table(["target", "rewind ms", "parallel re-run ms", "step re-run ms", "used"], [
+            [name, "-" if r["rewind_ms"] is None else f"{r['rewind_ms']:.3f}", f"{r['rerun_ms']:.2f}",
+             f"{r['step_rerun_ms']:.2f}", "rewind" if r["rewind_ms"] is not None else "parallel re-run"]
+            for name, r in data["rollback"].items()]) + "\n")
     for temperature in cfg.temperatures:
         sub = [r for r in data["rows"] if r["temperature"] == temperature]
         if not sub:

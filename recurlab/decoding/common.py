@@ -84,13 +84,16 @@ class DecodeStats:
     draft_calls: draft model calls (``step`` over one token, or over one tree level as a batch).
     target_rerun_tokens: tokens the target ran again to rebuild its state after a partial acceptance
         (see recurlab/decoding/verify.py); zero when every draft was accepted.
-    target_reruns: the target calls those re-runs took (one per partly accepted round)."""
+    target_reruns: the target calls those re-runs took (one per partly accepted round).
+    target_rewinds: partly accepted rounds whose state came from dropping the rejected tokens from a KV
+        cache instead (no call; recurlab/decoding/rewind.py)."""
 
     target_calls: int = 0
     accepted: list[int] = dataclasses.field(default_factory=list)
     draft_calls: int = 0
     target_rerun_tokens: int = 0
     target_reruns: int = 0
+    target_rewinds: int = 0
 
     @property
     def mean_accepted(self) -> float:

@@ -195,6 +195,7 @@ def _rsd_generate(target, draft, input_ids, max_new_tokens, temperature, top_k, 
         target_state = v.state_after(1 + depth, row=row[node])
         stats.target_rerun_tokens += v.rerun_tokens
         stats.target_reruns += v.reruns
+        stats.target_rewinds += v.rewound
         if levels[depth].state is not None:
             draft_state = levels[depth].state.select([index])
         else:  # a leaf of the last level: the draft has not run its token yet

@@ -68,6 +68,7 @@ def speculative_generate(target, draft, input_ids: torch.Tensor, max_new_tokens:
         target_state = v.state_after(1 + accepted)
         stats.target_rerun_tokens += v.rerun_tokens
         stats.target_reruns += v.reruns
+        stats.target_rewinds += v.rewound
         if accepted < draft_len:
             draft_state = draft_states[accepted]
         else:

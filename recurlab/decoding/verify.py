@@ -10,12 +10,15 @@ after m accepted tokens is
 
 - m == 0: the given state, unchanged (states are values: no call wrote into it);
 - m == n: the call's own final state (of the row asked for) — free;
-- 0 < m < n: ``model(tokens[r:r+1, :m], state)``, a re-run of the m accepted tokens from the kept
-  state. Cost: m more token positions through the target (reported as ``rerun_tokens``), in a second
-  call. A recurrent target could instead keep its state at every position from the parallel form, or
-  attention truncate its KV cache; neither is built (no mixer's API returns per-position states, and
-  truncation would be a per-cache-type special case). This is correct for every registered mixer and
-  depth module (tests/decoding/test_verify.py), which is what the decoders need first.
+- 0 < m < n, every part of the state a KV cache without a window (a stack of attention blocks):
+  the end state without its last n - m tokens (:func:`recurlab.decoding.rewind.rewind`) — free, no
+  call (counted as ``rewound``);
+- 0 < m < n otherwise (recurrent, convolutional, sliding-window and hybrid states):
+  ``model(tokens[r:r+1, :m], state)``, a re-run of the m accepted tokens from the kept state. Cost: m
+  more token positions through the target (``rerun_tokens``), in a second call (``reruns``). A
+  recurrent target could instead keep its state at every position from the parallel form; that is
+  not built (no mixer's API returns per-position states). Both ways are correct for every registered
+  mixer and depth module (tests/decoding/test_verify.py).
 
 Trees are scored as paths: each root-to-leaf path is one batch row, all rows starting from the same
 state (``state.select``), shorter paths padded at their end (causal models: padding never changes the
@@ -31,6 +34,7 @@ import dataclasses
 import torch
 
 from ..state import State
+from .rewind import rewind
 
 
 @dataclasses.dataclass
@@ -42,8 +46,10 @@ class Verification:
     tokens: torch.Tensor  # (P, n)
     logits: torch.Tensor  # (P, n, V)
     end_state: State  # batch P: the state after each row's n tokens
+    rewind: bool = True  # drop rejected tokens from states that allow it (KV caches) instead of a re-run
     rerun_tokens: int = 0  # tokens re-run so far by state_after
     reruns: int = 0  # target calls made so far by state_after
+    rewound: int = 0  # states given by dropping tokens from the end state (no call)
 
     def state_after(self, m: int, row: int = 0) -> State:
         """The model's state (batch 1) after the first m tokens of row ``row`` (0 <= m <= n)."""
@@ -52,8 +58,14 @@ class Verification:
             raise ValueError(f"m must lie in [0, {n}], got {m}")
         if m == 0:
             return self.start_state
+        end = self.end_state if self.tokens.shape[0] == 1 else self.end_state.select([row])
         if m == n:
-            return self.end_state if self.tokens.shape[0] == 1 else self.end_state.select([row])
+            return end
+        if self.rewind:
+            earlier = rewind(end, n - m)
+            if earlier is not None:  # every part of the state is a KV cache: drop the rejected tokens
+                self.rewound += 1
+                return earlier
         self.rerun_tokens += m
         self.reruns += 1
         _, state = self.model(self.tokens[row:row + 1, :m], self.start_state)
@@ -61,11 +73,12 @@ class Verification:
 
 
 @torch.no_grad()
-def verify(model, state: State, tokens: torch.Tensor) -> Verification:
+def verify(model, state: State, tokens: torch.Tensor, rewind: bool = True) -> Verification:
     """Score ``tokens`` (P, n) int64 continuing ``state`` (batch 1) in one call of ``model``.
 
     Every row continues the same state (it is selected P times). Returns a :class:`Verification`
-    whose ``logits[r, i]`` (V,) are the model's logits after ``tokens[r, :i + 1]``."""
+    whose ``logits[r, i]`` (V,) are the model's logits after ``tokens[r, :i + 1]``. ``rewind=False``
+    re-runs accepted prefixes even where the state could drop the rejected tokens (for measuring)."""
     if tokens.dim() != 2 or tokens.shape[1] < 1:
         raise ValueError(f"tokens must be a (P, n) tensor with n >= 1, got {tuple(tokens.shape)}")
     if state.batch_size not in (None, 1):
@@ -73,4 +86,4 @@ def verify(model, state: State, tokens: torch.Tensor) -> Verification:
     rows = tokens.shape[0]
     start = state.select([0] * rows) if rows > 1 else state
     logits, end = model(tokens, start)
-    return Verification(model, state, tokens, logits, end)
+    return Verification(model, state, tokens, logits, end, rewind)

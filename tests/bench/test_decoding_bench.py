@@ -44,7 +44,11 @@ def test_bench_trains_decodes_and_reports(tmp_path):
             # every round verifies once and emits accepted + 1 tokens: calls per token lie in [1/(depth+1), 2]
             assert 1 / (r["depth"] + 1) - 1e-9 <= r["calls_per_token"] <= 2 and 0 <= r["mean_accepted"] <= r["depth"]
     assert all(r["equals_greedy"] for r in rows if r["temperature"] == 0)  # exact at temperature 0
+    assert all(r["rewinds"] == 0 for r in rows if r["method"] != "plain")  # a gla state cannot drop tokens
+    rollback = result["rollback"]["lm-gla"]
+    assert rollback["rewind_ms"] is None and rollback["rerun_ms"] > 0 and rollback["step_rerun_ms"] > 0
     md = (out / "results.md").read_text()
+    assert "| lm-gla | - |" in md and "parallel re-run |" in md
     assert "## Temperature 0" in md and "| lm-gla | rsd-c:2x1 | 2 | 4 | 6 |" in md
     assert (out / "decoding.png").stat().st_size > 0
     assert (out / "models" / "lm-gla" / "model" / "config.json").exists()

@@ -53,3 +53,17 @@ def test_generate_with_runs_the_named_method_with_the_same_draws():
         expected, expected_stats = run(torch.Generator().manual_seed(5))
         assert torch.equal(ids, expected) and stats == expected_stats, spec
         assert stats.target_reruns <= stats.target_calls
+
+
+def test_an_attention_target_rewinds_its_kv_cache_instead_of_re_running():
+    torch.manual_seed(0)
+    target = CausalLM(ModelConfig(vocab_size=8, d_model=16, n_layers=2, mixer="attention")).double().eval()
+    draft = CausalLM(ModelConfig(vocab_size=8, d_model=16, n_layers=1, mixer="mingru")).double().eval()
+    prompt = torch.tensor([[1, 2, 3]])
+    for spec in ("chain:3", "rsd-c:2x2", "rsd-s:2x3"):
+        ids, stats = generate_with(spec, target, draft, prompt, 24, temperature=0)
+        assert torch.equal(ids, target.generate(prompt, 24, temperature=0)), spec  # rewound states are right
+        partial = sum(1 for a in stats.accepted if a < parse_method(spec).depth)
+        assert partial > 0, spec  # random models: some rounds accept part of the draft
+        assert (stats.target_reruns, stats.target_rerun_tokens) == (0, 0), spec
+        assert 0 < stats.target_rewinds <= partial, spec

@@ -10,8 +10,13 @@ from tests.models.test_depth_contract import CASES, route_about_half, tiny_model
 K = 3
 
 
+# depth modules whose state is one KV cache per block application (BlockStates): attention rewinds
+KV_DEPTHS = ("stack", "recursive", "relaxed", "rmoe")
+
+
+@pytest.mark.parametrize("rewind", [True, False], ids=["rewind", "rerun"])
 @pytest.mark.parametrize("depth,mixer", CASES)
-def test_verify_k_accept_j_equals_running_j_tokens(depth, mixer):
+def test_verify_k_accept_j_equals_running_j_tokens(depth, mixer, rewind):
     model = tiny_model(depth, mixer)
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(0, 16, (1, 3 + K), generator=g)
@@ -21,17 +26,29 @@ def test_verify_k_accept_j_equals_running_j_tokens(depth, mixer):
     with torch.no_grad():
         _, state = model(context)
         before, _ = model.step(probe, state)
-        v = verify(model, state, drafts)
+        v = verify(model, state, drafts, rewind=rewind)
         full, _ = model(ids)
         torch.testing.assert_close(v.logits, full[:, 3:], rtol=1e-9, atol=1e-9)
         for j in range(K + 1):
             _, direct = model(ids[:, :3 + j])
             expected, _ = model.step(probe, direct)
-            got, _ = model.step(probe, v.state_after(j))
+            kept = v.state_after(j)
+            got, _ = model.step(probe, kept)
             torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+            # a second continuation of the same (rewound) state: the first must not have written into it
+            got2, _ = model.step(probe, model.step(torch.tensor([7]), kept)[1])
+            expected2, _ = model.step(probe, model.step(torch.tensor([7]), direct)[1])
+            torch.testing.assert_close(got2, expected2, rtol=1e-9, atol=1e-9)
         after, _ = model.step(probe, state)
+        end_again, _ = model.step(probe, v.end_state)
     torch.testing.assert_close(after, before, rtol=0, atol=0)  # the kept state was not written into
-    assert v.rerun_tokens == sum(range(1, K))  # j = 1 .. K-1 re-run j tokens; j = 0 and K are free
+    torch.testing.assert_close(end_again, model.step(probe, model(ids)[1])[0], rtol=1e-9, atol=1e-9)  # nor the end state
+    if rewind and depth in KV_DEPTHS and mixer == "attention":
+        assert (v.rerun_tokens, v.reruns, v.rewound) == (0, 0, K - 1)  # j = 1 .. K-1 dropped from the end state
+    elif rewind and depth in KV_DEPTHS and mixer == "sliced_attention":
+        assert v.reruns + v.rewound == K - 1  # its cache holds one group: a rewind past the group's start re-runs
+    else:
+        assert v.rerun_tokens == sum(range(1, K)) and v.reruns == K - 1 and v.rewound == 0  # j = 1 .. K-1 re-run
 
 
 @pytest.mark.parametrize("mixer", ["attention", "gla"])

@@ -166,6 +166,18 @@ class KVCache(SlotCache):
             kept = kept.map_tensors(torch.Tensor.clone)
         return kept
 
+    def without_last(self, count: int) -> "KVCache":
+        """The cache before its last ``count`` tokens (same buffers, no copy; this one is unchanged).
+
+        Only for caches without a window (a windowed cache has dropped keys the shorter one needs).
+        The slots past the new end stay written, so the next append copies into buffers of its
+        own rather than overwrite them: a cache that still views them is never changed."""
+        if self.window is not None:
+            raise ValueError("without_last needs a cache without a window (a windowed cache has dropped old keys)")
+        if not 0 <= count <= self.length:
+            raise ValueError(f"count must lie in [0, {self.length}] (the tokens held), got {count}")
+        return dataclasses.replace(self, offset=self.offset - count, end=self.end - count)
+
     def since(self, position: int) -> "KVCache":
         """Only the keys of tokens at absolute positions >= ``position``."""
         return self.keep_last(max(0, self.offset - position))
