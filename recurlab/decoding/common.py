@@ -86,7 +86,9 @@ class DecodeStats:
         (see recurlab/decoding/verify.py); zero when every draft was accepted.
     target_reruns: the target calls those re-runs took (one per partly accepted round).
     target_rewinds: partly accepted rounds whose state came from dropping the rejected tokens from a KV
-        cache instead (no call; recurlab/decoding/rewind.py)."""
+        cache instead (no call; recurlab/decoding/rewind.py).
+    target_positions: token positions the verification calls ran (chain: k + 1 per round; a tree: its
+        nodes + 1 with tree attention, leaves x (depth + 1) as paths)."""
 
     target_calls: int = 0
     accepted: list[int] = dataclasses.field(default_factory=list)
@@ -94,6 +96,7 @@ class DecodeStats:
     target_rerun_tokens: int = 0
     target_reruns: int = 0
     target_rewinds: int = 0
+    target_positions: int = 0
 
     @property
     def mean_accepted(self) -> float:

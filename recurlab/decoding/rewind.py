@@ -1,6 +1,7 @@
 """Dropping the last tokens from a decoding state without running the model, where the state allows it.
 
     earlier = rewind(state, count)     # the state before the last `count` tokens, or None
+    kept = keep_path(start, end, nodes)  # after a token-tree call: the state after one of its paths
 
 An attention KV cache holds every past token's key and value, so forgetting the last ``count``
 tokens is a shorter view of the same buffers (:meth:`KVCache.without_last`): no model call. A
@@ -12,6 +13,8 @@ be: a stack of attention blocks yes, a hybrid with one recurrent block no.
 """
 
 from __future__ import annotations
+
+import torch
 
 from ..models.depth import BlockStates
 from ..ops.attention.cache import KVCache
@@ -32,3 +35,20 @@ def rewind(state: State, count: int) -> State | None:
         blocks = tuple(rewind(s, count) for s in state.blocks)
         return None if any(b is None for b in blocks) else state.replace(blocks=blocks)
     return None
+
+
+def keep_path(start: State, end: State, nodes: list[int]) -> State:
+    """After a tree call (``model(tokens, start, tree=TokenTree(...))`` returned ``end``): the state after
+    the tree tokens ``nodes`` (a root-to-node path, indices into the call's tokens) as if only they had
+    run. Each KV cache keeps its ``start`` part and the keys and values of ``nodes`` (a copy), with
+    offset ``start.offset + len(nodes)``. Only states made of KV caches without a window."""
+    if isinstance(start, KVCache) and isinstance(end, KVCache) and start.window is None and end.window is None:
+        if end.length < start.length:
+            raise ValueError(f"end holds {end.length} tokens, fewer than start's {start.length}: not a later cache")
+        index = torch.tensor([*range(start.length), *(start.length + n for n in nodes)], device=end.keys.device)
+        kept = KVCache(None, offset=start.offset - start.length)  # the append advances it by what it holds
+        return kept.append(end.keys.index_select(1, index), end.values.index_select(1, index)) if len(index) \
+            else kept
+    if type(start) is BlockStates and type(end) is BlockStates and len(start.blocks) == len(end.blocks):
+        return start.replace(blocks=tuple(keep_path(a, b, nodes) for a, b in zip(start.blocks, end.blocks)))
+    raise ValueError(f"keep_path needs states made of KV caches without a window, got {type(start).__name__}")

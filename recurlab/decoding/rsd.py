@@ -25,9 +25,12 @@ at a node without children from p (the bonus token). (The team's notes swap the 
 paper's Algorithm 1 could not be read line by line while this was built; exactness is checked by
 tests/decoding/test_exactness.py against the enumerated target distribution.)
 
-The tree is scored by the target as its root-to-leaf paths, one batch row each (see verify.py: for
-P leaves and depth L that is P x (L + 1) token positions in one call; no tree attention mask).
-Batch 1 only. At temperature 0 the draft distribution is one-hot, so every node has one child and
+The target scores the tree in one call, in one of two ways. A target whose every block is full
+softmax attention (``tree_attention``) takes the tree's nodes as one sequence with a tree mask
+(recurlab/layers/tree.py: nodes + 1 token positions) and keeps the accepted path's keys and values
+(``rewind.keep_path``). Any other target scores the tree as its root-to-leaf paths, one batch row each
+(verify.py: P x (L + 1) positions for P leaves and depth L). ``tree_attention=None`` picks the first
+when the target can; ``stats.target_positions`` counts what either cost. Batch 1 only. At temperature 0 the draft distribution is one-hot, so every node has one child and
 both methods are chain speculative decoding with greedy drafts (output: greedy decoding).
 """
 
@@ -37,8 +40,10 @@ import dataclasses
 
 import torch
 
+from ..layers.tree import TokenTree
 from ..state import State
 from .common import DecodeStats, accept, check_args, draw, prefill, residual, sampling_probs
+from .rewind import keep_path
 from .verify import verify
 
 
@@ -151,13 +156,34 @@ def tree_paths(levels: list[Level]) -> tuple[torch.Tensor, dict[tuple[int, int],
     return torch.tensor(paths), row, children
 
 
-def recursive_rejection(levels, children, row, p_all, generator) -> tuple[tuple[int, int], int]:
+def flat_tree(levels: list[Level]) -> tuple[torch.Tensor, torch.Tensor, dict[tuple[int, int], int]]:
+    """The tree's nodes level by level as one sequence: tokens (N,), parents (N,) (-1 for the root), and
+    every node's (level, index) -> its position in the sequence."""
+    starts = [0]
+    for level in levels:
+        starts.append(starts[-1] + len(level.tokens))
+    tokens = [t for level in levels for t in level.tokens]
+    parents = [-1] + [starts[d - 1] + p for d in range(1, len(levels)) for p in levels[d].parents]
+    position = {(d, i): starts[d] + i for d, level in enumerate(levels) for i in range(len(level.tokens))}
+    return torch.tensor(tokens), torch.tensor(parents), position
+
+
+def scores_trees(model) -> bool:
+    """Whether ``model`` can score a token tree in one call: a stack of full softmax attention blocks."""
+    from ..models.stack import Stack
+
+    depth = getattr(model, "depth", None)
+    return (type(depth) is Stack and depth.memory_layer is None
+            and all(b.mixer.tree_attention and b.mixer.window is None for b in depth.blocks))
+
+
+def recursive_rejection(levels, children, p_of, generator) -> tuple[tuple[int, int], int]:
     """Walk the tree from the root: (the last accepted node (level, index), the token sampled after it).
 
-    p_all (P, L + 1, V): the target's distribution at each path row and depth."""
+    p_of(node): the target's distribution (V,) after the path to node (level, index)."""
     node = (0, 0)
     while True:
-        p = p_all[row[node], node[0]]
+        p = p_of(node)
         kids = children[node]
         if not kids:
             return node, draw(p, generator)  # the bonus token
@@ -177,8 +203,13 @@ def recursive_rejection(levels, children, row, p_all, generator) -> tuple[tuple[
 
 
 @torch.no_grad()
-def _rsd_generate(target, draft, input_ids, max_new_tokens, temperature, top_k, generator, build_tree):
+def _rsd_generate(target, draft, input_ids, max_new_tokens, temperature, top_k, generator, build_tree,
+                  tree_attention=None):
     check_args(input_ids, max_new_tokens, temperature, top_k)
+    if tree_attention is None:
+        tree_attention = scores_trees(target)
+    elif tree_attention and not scores_trees(target):
+        raise ValueError("tree_attention=True needs a target whose every block is full softmax attention")
     stats = DecodeStats()
     out = input_ids[0].tolist()
     target_state, draft_state = prefill(target, input_ids), prefill(draft, input_ids)
@@ -186,16 +217,29 @@ def _rsd_generate(target, draft, input_ids, max_new_tokens, temperature, top_k, 
     while new < max_new_tokens:
         levels = build_tree(draft_state, pending, stats)
         paths, row, children = tree_paths(levels)
-        v = verify(target, target_state, paths.to(device))
         stats.target_calls += 1
-        node, extra = recursive_rejection(levels, children, row, sampling_probs(v.logits, temperature, top_k),
-                                          generator)
+        if tree_attention:  # the nodes as one sequence with a tree mask
+            tokens, parents, position = flat_tree(levels)
+            logits, end = target(tokens.to(device).unsqueeze(0), target_state, tree=TokenTree(parents.to(device)))
+            stats.target_positions += len(tokens)
+            p_flat = sampling_probs(logits[0], temperature, top_k)
+            node, extra = recursive_rejection(levels, children, lambda n: p_flat[position[n]], generator)
+            on_path, walk = [], node
+            while walk[1] >= 0:
+                on_path.append(position[walk])
+                walk = (walk[0] - 1, levels[walk[0]].parents[walk[1]])
+            target_state = keep_path(target_state, end, on_path[::-1])
+        else:  # the root-to-leaf paths as rows of a batch
+            v = verify(target, target_state, paths.to(device))
+            stats.target_positions += paths.numel()
+            p_paths = sampling_probs(v.logits, temperature, top_k)
+            node, extra = recursive_rejection(levels, children, lambda n: p_paths[row[n], n[0]], generator)
+            target_state = v.state_after(1 + node[0], row=row[node])
+            stats.target_rerun_tokens += v.rerun_tokens
+            stats.target_reruns += v.reruns
+            stats.target_rewinds += v.rewound
         depth, index = node
         stats.accepted.append(depth)
-        target_state = v.state_after(1 + depth, row=row[node])
-        stats.target_rerun_tokens += v.rerun_tokens
-        stats.target_reruns += v.reruns
-        stats.target_rewinds += v.rewound
         if levels[depth].state is not None:
             draft_state = levels[depth].state.select([index])
         else:  # a leaf of the last level: the draft has not run its token yet
@@ -215,27 +259,28 @@ def _rsd_generate(target, draft, input_ids, max_new_tokens, temperature, top_k, 
 
 
 def rsd_c_generate(target, draft, input_ids: torch.Tensor, max_new_tokens: int, branching: tuple[int, ...] = (2, 2),
-                   temperature: float = 1.0, top_k: int | None = None,
-                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, DecodeStats]:
+                   temperature: float = 1.0, top_k: int | None = None, generator: torch.Generator | None = None,
+                   tree_attention: bool | None = None) -> tuple[torch.Tensor, DecodeStats]:
     """RSD-C: the prompt (1, T) followed by max_new_tokens tokens sampled from ``target``, and the run's stats.
 
     branching (b_1, .., b_L): children per node at each level (a tree of depth L with up to b_1 ... b_L
-    leaves, each a row of the target's call). generator: every random draw comes from it."""
+    leaves). generator: every random draw comes from it. tree_attention: score the tree with a tree
+    mask (None: whenever the target is all full attention; False: as root-to-leaf paths)."""
     branching = tuple(branching)
     if not branching or min(branching) < 1:
         raise ValueError(f"branching must be a non-empty tuple of ints >= 1, got {branching}")
     return _rsd_generate(target, draft, input_ids, max_new_tokens, temperature, top_k, generator,
                          lambda state, pending, stats: draft_constant(draft, state, pending, branching, temperature,
-                                                                      top_k, generator, stats))
+                                                                      top_k, generator, stats), tree_attention)
 
 
 def rsd_s_generate(target, draft, input_ids: torch.Tensor, max_new_tokens: int, beam_width: int = 3, depth: int = 2,
-                   temperature: float = 1.0, top_k: int | None = None,
-                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, DecodeStats]:
+                   temperature: float = 1.0, top_k: int | None = None, generator: torch.Generator | None = None,
+                   tree_attention: bool | None = None) -> tuple[torch.Tensor, DecodeStats]:
     """RSD-S: as :func:`rsd_c_generate`, with a stochastic beam search tree of beam_width nodes per level and
-    ``depth`` levels (at most beam_width leaves, one target row each)."""
+    ``depth`` levels (at most beam_width leaves)."""
     if beam_width < 1 or depth < 1:
         raise ValueError(f"beam_width and depth must be >= 1, got {beam_width} and {depth}")
     return _rsd_generate(target, draft, input_ids, max_new_tokens, temperature, top_k, generator,
                          lambda state, pending, stats: draft_beam(draft, state, pending, beam_width, depth,
-                                                                  temperature, top_k, generator, stats))
+                                                                  temperature, top_k, generator, stats), tree_attention)

@@ -53,6 +53,7 @@ def speculative_generate(target, draft, input_ids: torch.Tensor, max_new_tokens:
             drafts.append(token)
         v = verify(target, target_state, torch.tensor([[pending] + drafts], device=device))
         stats.target_calls += 1
+        stats.target_positions += 1 + draft_len
         p = sampling_probs(v.logits[0], temperature, top_k)  # (k + 1, V)
         accepted = 0
         for i, d in enumerate(drafts):

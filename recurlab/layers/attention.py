@@ -11,6 +11,11 @@ only the last ``window - 1`` for ``swa``: memory grows with the context for
 full attention, which is the cost recurrent mixers avoid.
 
 Sliced group attention (SReT) is its own mixer, ``sliced_attention`` (layers/sliced_attention.py).
+
+Tree attention (capability ``tree_attention``, full attention only): ``forward(x, state,
+tree=TokenTree(parents))`` scores a token tree in one call (layers/tree.py): token i is at rotary
+position offset + depth(i) and sees the cached tokens and its ancestors. The returned cache holds
+every node; ``recurlab.decoding.rewind.keep_path`` keeps one root-to-node path of it.
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ from .. import ops
 from .base import TokenMixer
 from .registry import register
 from .rotary import rotary
+from .tree import TokenTree
 
 
 @register("attention", kind="token", paper="Vaswani et al. 2017, softmax attention + RoPE",
           state="KV cache: 2 * d_kv per past token", tiny={"n_heads": 2})
 class Attention(TokenMixer):
     state_type = ops.KVCache
+    tree_attention = True
     kv_attention = True
     window: int | None = None
 
@@ -51,22 +58,37 @@ class Attention(TokenMixer):
         self.v_proj = nn.Linear(d_model, kv, bias=False)
         self.o_proj = nn.Linear(d_model, d_model, bias=False)
 
-    def project(self, x, start: int):
-        """q (B, T, H, Dh), k, v (B, T, H_kv, Dh) with rotary positions start..start+T-1."""
+    def project(self, x, start: int, positions: torch.Tensor | None = None):
+        """q (B, T, H, Dh), k, v (B, T, H_kv, Dh) with rotary positions start..start+T-1 (or ``positions`` (T,))."""
         B, T, _ = x.shape
-        positions = torch.arange(start, start + T, device=x.device)
+        if positions is None:
+            positions = torch.arange(start, start + T, device=x.device)
         q = rotary(self.q_proj(x).view(B, T, self.n_heads, self.head_dim), positions, self.rope_base)
         k = rotary(self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim), positions, self.rope_base)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim)
         return q, k, v
 
-    def mix(self, x, state):
-        """x (B, T, d_model) -> y (B, T, d_model) and the KVCache with these tokens."""
-        q, k, v = self.project(x, state.offset)
-        o, cache = ops.attention(q, k, v, window=self.window, cache=state)
+    def mix(self, x, state, tree: TokenTree | None = None):
+        """x (B, T, d_model) -> y (B, T, d_model) and the KVCache with these tokens; with ``tree`` the T
+        tokens are a :class:`TokenTree` (each sees the cache and its ancestors)."""
+        if tree is None:
+            q, k, v = self.project(x, state.offset)
+            o, cache = ops.attention(q, k, v, window=self.window, cache=state)
+            return self.o_proj(o.flatten(-2)), cache
+        if self.window is not None:
+            raise ValueError(f"tree= needs attention without a window (a window drops keys a branch needs), "
+                             f"got window={self.window}")
+        if len(tree) != x.shape[1]:
+            raise ValueError(f"tree must have one parent per token: {x.shape[1]} tokens, {len(tree)} parents")
+        q, k, v = self.project(x, state.offset, positions=state.offset + tree.depths().to(x.device))
+        mask = torch.cat([torch.ones(len(tree), state.length, dtype=torch.bool, device=x.device),
+                          tree.visible().to(x.device)], 1)
+        o, cache = ops.attention(q, k, v, cache=state, mask=mask)
         return self.o_proj(o.flatten(-2)), cache
 
-    def mix_step(self, x_t, state):
+    def mix_step(self, x_t, state, tree: TokenTree | None = None):
+        if tree is not None:
+            raise ValueError("tree= is for forward (a tree of several tokens), not step")
         y, cache = self.mix(x_t.unsqueeze(1), state)
         return y.squeeze(1), cache
 
@@ -78,6 +100,7 @@ class Attention(TokenMixer):
           state="KV cache of the last window - 1 tokens", tiny={"n_heads": 2, "window": 4})
 class SlidingWindowAttention(Attention):
     window = 128
+    tree_attention = False  # the window drops keys a branch would need
 
     def __init__(self, d_model: int, n_heads: int | None = None, n_kv_heads: int | None = None,
                  rope_base: float = 10000.0, window: int = 128):

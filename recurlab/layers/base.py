@@ -26,6 +26,8 @@ its type:
                       q_proj, k_proj, v_proj, o_proj, rotary positions (rope_base), n_heads,
                       n_kv_heads, head_dim and window: Mixture-of-Recursions re-runs it on routed tokens
     sliced_groups     ``forward`` / ``step`` take ``group=(size, offset)`` (sliced group attention)
+    tree_attention    ``forward`` takes ``tree=TokenTree(parents)``: the tokens are a tree, each seeing the
+                      state's tokens and its ancestors (layers/tree.py; full attention only)
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class TokenMixer(nn.Module):
     reads_memory: bool = False
     kv_attention: bool = False
     sliced_groups: bool = False
+    tree_attention: bool = False
     memory_dim: int | None = None  # width of the memory read-out produced (produces_memory) or read (reads_memory)
 
     def __init__(self, d_model: int):
@@ -133,12 +136,13 @@ class TokenMixer(nn.Module):
 
     def check_inputs(self, inputs: dict) -> None:
         """A ValueError for an extra input this mixer's capabilities do not take (memory=, group=)."""
-        takes = {"memory": self.reads_memory, "group": self.sliced_groups}
+        takes = {"memory": self.reads_memory, "group": self.sliced_groups, "tree": self.tree_attention}
         for key in inputs:
             if not takes.get(key, False):
                 name = getattr(self, "registry_name", type(self).__name__)
                 hint = {"group": "; sliced groups are the sliced_attention mixer",
-                        "memory": "; only mixers that read a memory (gmu) take one"}.get(key, "")
+                        "memory": "; only mixers that read a memory (gmu) take one",
+                        "tree": "; only full softmax attention scores a token tree"}.get(key, "")
                 raise ValueError(f"{name} takes no {key}={hint}")
 
     def check_sequence(self, x: torch.Tensor, name: str = "x") -> None:

@@ -54,6 +54,7 @@ def group_bounds(position: int, size: int, offset: int) -> tuple[int, int]:
 class SlicedAttention(Attention):
     kv_attention = False  # its cache follows the groups: MoR's routed attention cannot re-run it
     sliced_groups = True
+    tree_attention = False  # groups restart attention: a tree would need its own grouping
 
     def __init__(self, d_model: int, n_heads: int | None = None, n_kv_heads: int | None = None,
                  rope_base: float = 10000.0, window: int | None = None, group_size: int | None = 64,

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from .. import layers
-from .block import Block, config_block
+from ..layers.tree import TokenTree
+from .block import Block, config_block, mixer_name
 from .depth import BlockStates, DepthModule, register_depth
 
 
@@ -59,8 +60,15 @@ class Stack(DepthModule):
             blocks.append(block)
         return cls(blocks, config.memory_layer)
 
-    def run(self, x: torch.Tensor, state: BlockStates, step: bool) -> tuple[torch.Tensor, BlockStates]:
+    def run(self, x: torch.Tensor, state: BlockStates, step: bool, tree: TokenTree | None = None
+            ) -> tuple[torch.Tensor, BlockStates]:
+        """``tree``: the tokens form a :class:`TokenTree` (every block must be tree attention)."""
         states = list(self._check_length(state).blocks)
+        if tree is not None and not all(b.mixer.tree_attention for b in self.blocks):
+            names = sorted({mixer_name(b.mixer) for b in self.blocks if not b.mixer.tree_attention})
+            raise ValueError(f"tree= needs every block to be full softmax attention; {', '.join(names)} cannot "
+                             "score a token tree")
+        extra = {} if tree is None else {"tree": tree}
         memory = None
         for i, block in enumerate(self.blocks):
             if i == self.memory_layer:
@@ -68,7 +76,7 @@ class Stack(DepthModule):
             elif block.mixer.reads_memory:
                 x, states[i] = block.run(x, states[i], step, memory=memory)
             else:
-                x, states[i] = block.run(x, states[i], step)
+                x, states[i] = block.run(x, states[i], step, **extra)
         return x, BlockStates(tuple(states))
 
     def init_state(self, batch_size, device=None, dtype=None) -> BlockStates:

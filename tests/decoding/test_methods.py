@@ -62,8 +62,11 @@ def test_an_attention_target_rewinds_its_kv_cache_instead_of_re_running():
     prompt = torch.tensor([[1, 2, 3]])
     for spec in ("chain:3", "rsd-c:2x2", "rsd-s:2x3"):
         ids, stats = generate_with(spec, target, draft, prompt, 24, temperature=0)
-        assert torch.equal(ids, target.generate(prompt, 24, temperature=0)), spec  # rewound states are right
+        assert torch.equal(ids, target.generate(prompt, 24, temperature=0)), spec  # rolled-back states are right
         partial = sum(1 for a in stats.accepted if a < parse_method(spec).depth)
         assert partial > 0, spec  # random models: some rounds accept part of the draft
         assert (stats.target_reruns, stats.target_rerun_tokens) == (0, 0), spec
-        assert 0 < stats.target_rewinds <= partial, spec
+        if spec.startswith("chain"):
+            assert 0 < stats.target_rewinds <= partial
+        else:  # trees are scored with tree attention and the accepted path kept (rewind.keep_path)
+            assert stats.target_rewinds == 0

@@ -37,6 +37,7 @@ def attention(
     window: int | None = None,
     scale: float | None = None,
     cache: KVCache | None = None,
+    mask: torch.Tensor | None = None,
     backend: str = "auto",
 ) -> tuple[torch.Tensor, KVCache]:
     """Softmax attention, batch first.
@@ -51,6 +52,9 @@ def attention(
         scale: softmax scale; Dh ** -0.5 if None.
         cache: a :class:`KVCache` of earlier tokens (not changed: a new cache is
             returned), or None.
+        mask: which keys each query sees, bool (T, n_past + T) over the cached keys then the new
+            ones, instead of the causal mask (e.g. a token tree: each token sees the cache and its
+            ancestors). Only without a window.
         backend: "auto"/"sdpa" (torch's fused attention) or "reference".
 
     Returns:
@@ -60,6 +64,13 @@ def attention(
     """
     _check_attention_args(q, k, v, causal, window, cache)
     name = resolve("attention", backend, q.device)
+    if mask is not None:
+        n_keys = (0 if cache is None else cache.length) + q.shape[1]
+        if window is not None or not causal:
+            raise ValueError("mask replaces the causal mask: it needs causal=True and no window")
+        if mask.dtype != torch.bool or tuple(mask.shape) != (q.shape[1], n_keys):
+            raise ValueError(f"mask must be a bool (T, n_past + T) = ({q.shape[1]}, {n_keys}) tensor, "
+                             f"got {mask.dtype} {tuple(mask.shape)}")
     if cache is None:
         cache = KVCache(window)
     elif cache.window != window:
@@ -82,8 +93,11 @@ def attention(
     if name == "sdpa" and window is not None and T > 2 * window:  # O(T * window) time and memory
         o = sliding_window_sdpa(q, keys, values, window, scale, n_past)
     else:  # a dense (T, n_past + T) mask: T <= 2 * window with a window (so O(T * window)), or none
-        mask = _causal_mask(T, n_past, window, q.device) if causal and (window is not None or n_past > 0) else None
-        is_causal = causal and mask is None and T > 1
+        if mask is None:
+            mask = _causal_mask(T, n_past, window, q.device) if causal and (window is not None or n_past > 0) else None
+            is_causal = causal and mask is None and T > 1
+        else:
+            is_causal = False
         backend_fn = attention_reference if name == "reference" else attention_sdpa
         o = backend_fn(q, keys, values, scale, mask, is_causal)
     return o, cache.trimmed()
