@@ -30,8 +30,9 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from .cache import RecurlabCache
 from .configuration import RecurlabConfig
 from .modeling import RecurlabForCausalLM
+from .tokenizer import hf_tokenizer, recurlab_tokenizer
 
 AutoConfig.register(RecurlabConfig.model_type, RecurlabConfig, exist_ok=True)
 AutoModelForCausalLM.register(RecurlabConfig, RecurlabForCausalLM, exist_ok=True)
 
-__all__ = ["RecurlabCache", "RecurlabConfig", "RecurlabForCausalLM"]
+__all__ = ["RecurlabCache", "RecurlabConfig", "RecurlabForCausalLM", "hf_tokenizer", "recurlab_tokenizer"]
