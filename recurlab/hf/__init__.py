@@ -29,10 +29,11 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from .cache import RecurlabCache
 from .configuration import RecurlabConfig
+from .llama import llama_model_config, load_llama
 from .modeling import RecurlabForCausalLM
 from .tokenizer import hf_tokenizer, recurlab_tokenizer
 
 AutoConfig.register(RecurlabConfig.model_type, RecurlabConfig, exist_ok=True)
 AutoModelForCausalLM.register(RecurlabConfig, RecurlabForCausalLM, exist_ok=True)
 
-__all__ = ["RecurlabCache", "RecurlabConfig", "RecurlabForCausalLM", "hf_tokenizer", "recurlab_tokenizer"]
+__all__ = ["RecurlabCache", "RecurlabConfig", "RecurlabForCausalLM", "hf_tokenizer", "llama_model_config", "load_llama", "recurlab_tokenizer"]
