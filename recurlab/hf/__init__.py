@@ -29,6 +29,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from .cache import RecurlabCache
 from .configuration import RecurlabConfig
+from .convert import export_hf, import_hf, load_hf_checkpoint
 from .llama import llama_model_config, load_llama
 from .modeling import RecurlabForCausalLM
 from .tokenizer import hf_tokenizer, recurlab_tokenizer
@@ -36,4 +37,5 @@ from .tokenizer import hf_tokenizer, recurlab_tokenizer
 AutoConfig.register(RecurlabConfig.model_type, RecurlabConfig, exist_ok=True)
 AutoModelForCausalLM.register(RecurlabConfig, RecurlabForCausalLM, exist_ok=True)
 
-__all__ = ["RecurlabCache", "RecurlabConfig", "RecurlabForCausalLM", "hf_tokenizer", "llama_model_config", "load_llama", "recurlab_tokenizer"]
+__all__ = ["RecurlabCache", "RecurlabConfig", "RecurlabForCausalLM", "export_hf", "hf_tokenizer", "import_hf",
+           "llama_model_config", "load_hf_checkpoint", "load_llama", "recurlab_tokenizer"]
