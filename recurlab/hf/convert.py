@@ -62,7 +62,7 @@ def checkpoint_kind(folder: str | Path) -> str:
 def load_hf_checkpoint(folder: str | Path) -> CausalLM:
     """The recurlab CausalLM of a Hugging Face folder: a saved RecurlabForCausalLM or a Llama-family checkpoint."""
     if checkpoint_kind(folder) == "recurlab":
-        return RecurlabForCausalLM.from_pretrained(str(folder)).model
+        return RecurlabForCausalLM.from_pretrained(str(folder), local_files_only=True).model
     return load_llama(folder)
 
 
