@@ -272,6 +272,14 @@ def test_hyena_filter_is_windowed_and_as_long_as_l_max():
     assert (window[-1] < window[0]).all() and window[-1].max() < 0.05
 
 
+@pytest.mark.parametrize("option", [{"head_dim": 4}, {"qkv_bias": True}, {"out_bias": True},
+                                    {"rope_scaling": {"type": "linear", "factor": 2.0}}])
+def test_liger_refuses_attention_options_it_does_not_have(option):
+    attn = make_mixer("attention", **option)
+    with pytest.raises(ValueError, match=f"must use the default {next(iter(option))} to become a Liger layer"):
+        LigerAttention.from_attention(attn, window=4)
+
+
 def test_liger_is_built_from_attention_weights():
     attn = make_mixer("attention")
     liger = LigerAttention.from_attention(attn, window=4)
