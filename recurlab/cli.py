@@ -7,6 +7,8 @@
     recurlab generate --checkpoint D --prompt TEXT       continue a prompt with a saved model, streaming
     recurlab generate ... --draft D2 --method rsd-c      the same distribution by speculative decoding
     recurlab recipe NAME [--quick]      an application paper's model rebuilt and trained offline
+    recurlab export-hf SRC DST          a saved model as a Hugging Face folder (pip install recurlab[hf])
+    recurlab import-hf SRC DST          a Hugging Face folder (recurlab's, or Llama/Mistral/Qwen2) as a saved model
 
 Settings change one way, ``--set key=value`` (dotted keys into the command's config, checked against
 the field's type; ``--help`` lists the keys). Flags are for running: --quick, --out, --resume, --overwrite, --preset,
@@ -120,6 +122,29 @@ def _cmd_recipe(args) -> int:
     return 0
 
 
+def _cmd_export_hf(args) -> int:
+    from .hf.convert import export_hf
+
+    _quiet_transformers()
+    print(export_hf(args.src, args.dst, args.overwrite))
+    return 0
+
+
+def _cmd_import_hf(args) -> int:
+    from .hf.convert import import_hf
+
+    _quiet_transformers()
+    print(import_hf(args.src, args.dst, args.overwrite))
+    return 0
+
+
+def _quiet_transformers() -> None:
+    """No progress bars from transformers' file writes and reads (a conversion takes seconds)."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
 def _read_json(path: str) -> dict:
     try:
         return json.loads(Path(path).read_text())
@@ -171,6 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a recipe, or 'report' to tabulate the results.json found under --out (default docs/results/recipes)")
     rec.add_argument("--seed", type=int, default=0)
     rec.add_argument("--out", help="output folder (default bench-results/recipes/NAME[-quick])")
+    export = _command(sub, "export-hf", _cmd_export_hf, "write a saved recurlab model (and its tokenizer) as a "
+                      "Hugging Face folder for AutoModelForCausalLM after `import recurlab.hf` (needs recurlab[hf])")
+    export.add_argument("src", help="a folder written by save_pretrained (recurlab's format)")
+    export.add_argument("dst", help="the Hugging Face folder to write")
+    imp = _command(sub, "import-hf", _cmd_import_hf, "write a Hugging Face folder as a saved recurlab model: one "
+                   "written by export-hf, or a Llama / Mistral / Qwen2 checkpoint (safetensors; needs recurlab[hf])")
+    imp.add_argument("src", help="a Hugging Face folder (config.json + safetensors)")
+    imp.add_argument("dst", help="the recurlab model folder to write")
+    for cmd in (export, imp):
+        cmd.add_argument("--overwrite", action="store_true", help="write over a model already in DST")
     return parser
 
 

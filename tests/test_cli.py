@@ -97,9 +97,17 @@ def check_speculative_decoding(out: str):
     assert "greedy speculative == greedy: True" in out, out
 
 
+def check_huggingface(out: str):
+    assert "loaded RecurlabForCausalLM with" in out and "'tokenizer.json'" in out, out
+    assert "transformers generate: 'In the beginning God" in out, out  # the trained hybrid, through transformers
+    assert "transformers generate == recurlab generate: True" in out, out
+    gap = numbers_after(out, "max |logits - transformers'| =")
+    assert len(gap) == 1 and gap[0] < 1e-6, out
+
+
 EXAMPLE_CHECKS = {"ops_quickstart.py": check_ops_quickstart, "layers_and_models.py": check_layers_and_models,
                   "recipes.py": check_recipes, "recursion_over_depth.py": check_recursion_over_depth,
-                  "speculative_decoding.py": check_speculative_decoding}
+                  "speculative_decoding.py": check_speculative_decoding, "huggingface.py": check_huggingface}
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLE_CHECKS))

@@ -67,6 +67,10 @@ def test_documented_command_parses_and_configures(where, argv, monkeypatch, tmp_
     for name in recipes.names():
         monkeypatch.setattr(recipes.load(name), "run", lambda quick, out_dir, seed, progress, config, name=name:
                             RecipeResult(name, quick, seed))
+    if argv[:1] in (["export-hf"], ["import-hf"]):  # conversions read a model folder: checked in tests/hf/
+        pytest.importorskip("transformers", reason="the hf extra is part of the test extras")
+        monkeypatch.setattr("recurlab.hf.convert.export_hf", lambda src, dst, overwrite: dst)
+        monkeypatch.setattr("recurlab.hf.convert.import_hf", lambda src, dst, overwrite: dst)
     if argv[:1] == ["info"]:
         pytest.skip("recurlab info builds the kernels; tests/test_cli.py runs it")
     try:

@@ -2,9 +2,14 @@
 Need", eq. 1; RoPE: Su et al. 2021), and its sliding-window variant (`swa`, as in Longformer /
 Mistral / Samba): the quality baselines of every comparison.
 
-    q, k, v = x W_q, x W_k, x W_v       (H query heads, H_kv key/value heads: grouped-query if fewer)
-    q, k = RoPE(q, pos), RoPE(k, pos)
-    o = softmax(q kᵀ / sqrt(Dh) + causal [+ window] mask) v,   y = o W_o
+    q, k, v = x W_q [+ b_q], x W_k [+ b_k], x W_v [+ b_v]   (H query heads, H_kv key/value heads:
+                                                            grouped-query if fewer; head width Dh)
+    q, k = RoPE(q, pos), RoPE(k, pos)                       (optionally rescaled frequencies: rotary.py)
+    o = softmax(q kᵀ / sqrt(Dh) + causal [+ window] mask) v,   y = o W_o [+ b_o]
+
+The options a pretrained Llama-family checkpoint needs all default to the original layer:
+``head_dim`` (d_model / n_heads), ``qkv_bias`` (Qwen2) and ``out_bias`` (False), ``rope_scaling``
+(None), so configs and model files written before they existed load unchanged.
 
 State: a KVCache (recurlab.ops.KVCache) holding every past key and value, or
 only the last ``window - 1`` for ``swa``: memory grows with the context for
@@ -26,7 +31,7 @@ from torch import nn
 from .. import ops
 from .base import TokenMixer
 from .registry import register
-from .rotary import rotary
+from .rotary import check_rope_scaling, rotary
 from .tree import TokenTree
 
 
@@ -39,32 +44,44 @@ class Attention(TokenMixer):
     window: int | None = None
 
     def __init__(self, d_model: int, n_heads: int | None = None, n_kv_heads: int | None = None,
-                 rope_base: float = 10000.0, window: int | None = None):
+                 rope_base: float = 10000.0, window: int | None = None, head_dim: int | None = None,
+                 qkv_bias: bool = False, out_bias: bool = False, rope_scaling: dict | None = None):
+        """n_heads query heads of width head_dim (default d_model // n_heads) and n_kv_heads key/value heads
+        (default n_heads); qkv_bias / out_bias add biases to W_q, W_k, W_v / W_o; rope_scaling rescales the
+        rotary frequencies (None, or a dict described in :mod:`recurlab.layers.rotary`)."""
         super().__init__(d_model)
         self.n_heads = n_heads or max(1, d_model // 64)
         self.n_kv_heads = n_kv_heads or self.n_heads
-        if d_model % self.n_heads or self.n_heads % self.n_kv_heads:
-            raise ValueError(f"n_heads={self.n_heads} must divide d_model={d_model}, and n_kv_heads={self.n_kv_heads} n_heads")
-        self.head_dim = d_model // self.n_heads
-        if self.head_dim % 2:
-            raise ValueError(f"head dimension d_model / n_heads = {self.head_dim} must be even for rotary positions")
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_kv_heads={self.n_kv_heads} must divide n_heads={self.n_heads}")
+        if head_dim is None and d_model % self.n_heads:
+            raise ValueError(f"n_heads={self.n_heads} must divide d_model={d_model} (or set head_dim)")
+        self.head_dim = head_dim if head_dim is not None else d_model // self.n_heads
+        if self.head_dim < 2 or self.head_dim % 2:
+            raise ValueError(f"head_dim must be an even number >= 2 for rotary positions, got {self.head_dim}")
+        check_rope_scaling(rope_scaling)
         self.rope_base = rope_base
+        self.rope_scaling = rope_scaling
         self.window = window if window is not None else type(self).window
         if self.window is not None and self.window < 1:
             raise ValueError(f"window must be a positive number of tokens, got {self.window}")
-        kv = self.n_kv_heads * self.head_dim
-        self.q_proj = nn.Linear(d_model, d_model, bias=False)
-        self.k_proj = nn.Linear(d_model, kv, bias=False)
-        self.v_proj = nn.Linear(d_model, kv, bias=False)
-        self.o_proj = nn.Linear(d_model, d_model, bias=False)
+        q, kv = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
+        self.q_proj = nn.Linear(d_model, q, bias=qkv_bias)
+        self.k_proj = nn.Linear(d_model, kv, bias=qkv_bias)
+        self.v_proj = nn.Linear(d_model, kv, bias=qkv_bias)
+        self.o_proj = nn.Linear(q, d_model, bias=out_bias)
+
+    def rotate(self, x, positions):
+        """RoPE of q or k (B, T, heads, Dh) at absolute positions (T,), with this layer's base and scaling."""
+        return rotary(x, positions, self.rope_base, self.rope_scaling)
 
     def project(self, x, start: int, positions: torch.Tensor | None = None):
         """q (B, T, H, Dh), k, v (B, T, H_kv, Dh) with rotary positions start..start+T-1 (or ``positions`` (T,))."""
         B, T, _ = x.shape
         if positions is None:
             positions = torch.arange(start, start + T, device=x.device)
-        q = rotary(self.q_proj(x).view(B, T, self.n_heads, self.head_dim), positions, self.rope_base)
-        k = rotary(self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim), positions, self.rope_base)
+        q = self.rotate(self.q_proj(x).view(B, T, self.n_heads, self.head_dim), positions)
+        k = self.rotate(self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim), positions)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim)
         return q, k, v
 
@@ -103,5 +120,6 @@ class SlidingWindowAttention(Attention):
     tree_attention = False  # the window drops keys a branch would need
 
     def __init__(self, d_model: int, n_heads: int | None = None, n_kv_heads: int | None = None,
-                 rope_base: float = 10000.0, window: int = 128):
-        super().__init__(d_model, n_heads, n_kv_heads, rope_base, window)
+                 rope_base: float = 10000.0, window: int = 128, head_dim: int | None = None,
+                 qkv_bias: bool = False, out_bias: bool = False, rope_scaling: dict | None = None):
+        super().__init__(d_model, n_heads, n_kv_heads, rope_base, window, head_dim, qkv_bias, out_bias, rope_scaling)

@@ -23,7 +23,7 @@ its type:
                       written as ``mix_with_memory`` / ``mix_step_with_memory``
     reads_memory      it consumes one: ``forward`` / ``step`` take ``memory=`` of width memory_dim
     kv_attention      softmax attention over a :class:`recurlab.ops.KVCache` with projections
-                      q_proj, k_proj, v_proj, o_proj, rotary positions (rope_base), n_heads,
+                      q_proj, k_proj, v_proj, o_proj, rotary positions (`rotate(x, positions)`), n_heads,
                       n_kv_heads, head_dim and window: Mixture-of-Recursions re-runs it on routed tokens
     sliced_groups     ``forward`` / ``step`` take ``group=(size, offset)`` (sliced group attention)
     tree_attention    ``forward`` takes ``tree=TokenTree(parents)``: the tokens are a tree, each seeing the

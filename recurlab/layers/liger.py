@@ -52,6 +52,13 @@ class LigerAttention(Attention):
         """A Liger layer with the projections of a (trained) attention layer."""
         if not isinstance(attention, Attention) or attention.n_kv_heads != attention.n_heads:
             raise ValueError("attention must be a recurlab attention layer without grouped key/value heads")
+        other = [name for name, differs in (
+            ("head_dim", attention.head_dim * attention.n_heads != attention.d_model),
+            ("qkv_bias", attention.q_proj.bias is not None), ("out_bias", attention.o_proj.bias is not None),
+            ("rope_scaling", attention.rope_scaling is not None)) if differs]
+        if other:  # a Liger layer has none of these: copying the weights alone would change the function
+            raise ValueError(f"attention must use the default {', '.join(other)} to become a Liger layer (a Liger layer "
+                             f"has no such option)")
         weight = attention.q_proj.weight
         liger = cls(attention.d_model, attention.n_heads, window=window, rope_base=attention.rope_base)
         liger = liger.to(device=weight.device, dtype=weight.dtype)

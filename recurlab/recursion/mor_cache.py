@@ -39,7 +39,6 @@ import torch
 import torch.nn.functional as F
 
 from ..layers import TokenMixer
-from ..layers.rotary import rotary
 from ..models.block import Block, mixer_name
 from ..ops.attention.cache import SlotCache
 from ..state import State
@@ -78,10 +77,11 @@ class RecursionKVCache(SlotCache):
 # ------------------------------------------------------------------------------------------ attention
 
 
-def _rotary_rows(x: torch.Tensor, positions: torch.Tensor, base: float) -> torch.Tensor:
-    """RoPE of (B, n, H, Dh) at per-row positions (B, n) (recurlab.layers.rotary takes one (T,) row)."""
+def _rotary_rows(x: torch.Tensor, positions: torch.Tensor, mixer: TokenMixer) -> torch.Tensor:
+    """RoPE of (B, n, H, Dh) at per-row positions (B, n), with the mixer's rotary base and scaling
+    (``mixer.rotate`` takes one (T,) row of positions)."""
     B, n, H, Dh = x.shape
-    return rotary(x.reshape(1, B * n, H, Dh), positions.reshape(B * n), base).view(B, n, H, Dh)
+    return mixer.rotate(x.reshape(1, B * n, H, Dh), positions.reshape(B * n)).view(B, n, H, Dh)
 
 
 def routed_attention(mixer: TokenMixer, h: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor,
@@ -102,9 +102,9 @@ def routed_attention(mixer: TokenMixer, h: torch.Tensor, positions: torch.Tensor
     """
     B, n, _ = h.shape
     H, Hkv, Dh = mixer.n_heads, mixer.n_kv_heads, mixer.head_dim
-    q = _rotary_rows(mixer.q_proj(h).view(B, n, H, Dh), positions, mixer.rope_base)
+    q = _rotary_rows(mixer.q_proj(h).view(B, n, H, Dh), positions, mixer)
     if shared_kv is None:
-        k = _rotary_rows(mixer.k_proj(h).view(B, n, Hkv, Dh), positions, mixer.rope_base)
+        k = _rotary_rows(mixer.k_proj(h).view(B, n, Hkv, Dh), positions, mixer)
         v = mixer.v_proj(h).view(B, n, Hkv, Dh)
         cache = cache.append(k, v, positions, valid)
         source = cache

@@ -272,6 +272,14 @@ def test_hyena_filter_is_windowed_and_as_long_as_l_max():
     assert (window[-1] < window[0]).all() and window[-1].max() < 0.05
 
 
+@pytest.mark.parametrize("option", [{"head_dim": 4}, {"qkv_bias": True}, {"out_bias": True},
+                                    {"rope_scaling": {"type": "linear", "factor": 2.0}}])
+def test_liger_refuses_attention_options_it_does_not_have(option):
+    attn = make_mixer("attention", **option)
+    with pytest.raises(ValueError, match=f"must use the default {next(iter(option))} to become a Liger layer"):
+        LigerAttention.from_attention(attn, window=4)
+
+
 def test_liger_is_built_from_attention_weights():
     attn = make_mixer("attention")
     liger = LigerAttention.from_attention(attn, window=4)
@@ -341,16 +349,38 @@ def test_hyena_decoding_filter_cache_follows_parameter_updates():
     torch.testing.assert_close(after, expected[:, 0])
 
 
-def rope(x, positions, base):
-    """RoFormer (Su et al. 2021) eq. 34: rotate each pair of features by the angle position * θ_i,
-    θ_i = base^(-2i/Dh). The pairs are (i, i + Dh/2) (the half-split pairing of GPT-NeoX and Llama;
+def rope_angles(Dh, base, scaling=None):
+    """θ_i = base^(-2i/Dh), i < Dh/2 (RoFormer eq. 34), rescaled as a pretrained checkpoint declares it:
+    linear: θ_i / factor; llama3 (Llama 3.1): with wavelength λ = 2π/θ_i and context L, keep θ_i when
+    λ < L / high_freq_factor, θ_i / factor when λ > L / low_freq_factor, otherwise
+    (1 - s) θ_i / factor + s θ_i with s = (L / λ - low_freq_factor) / (high_freq_factor - low_freq_factor)."""
+    thetas = []
+    for i in range(Dh // 2):
+        theta = base ** (-2.0 * i / Dh)
+        if scaling is not None and scaling["type"] == "linear":
+            theta = theta / scaling["factor"]
+        elif scaling is not None:
+            f, lo, hi = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+            L = scaling["original_max_position_embeddings"]
+            wavelength = 2 * math.pi / theta
+            if wavelength > L / lo:
+                theta = theta / f
+            elif wavelength >= L / hi:
+                s = (L / wavelength - lo) / (hi - lo)
+                theta = (1 - s) * theta / f + s * theta
+        thetas.append(theta)
+    return thetas
+
+
+def rope(x, positions, base, scaling=None):
+    """RoFormer (Su et al. 2021) eq. 34: rotate each pair of features by the angle position * θ_i
+    (θ from rope_angles). The pairs are (i, i + Dh/2) (the half-split pairing of GPT-NeoX and Llama;
     RoFormer pairs (2i, 2i+1), which is the same up to a fixed permutation of W_q's and W_k's rows).
     x: (B, T, H, Dh); positions: T ints."""
     Dh = x.shape[-1]
     half = Dh // 2
     out = torch.empty_like(x)
-    for i in range(half):
-        theta = base ** (-2.0 * i / Dh)
+    for i, theta in enumerate(rope_angles(Dh, base, scaling)):
         for j, p in enumerate(positions):
             c, s = math.cos(p * theta), math.sin(p * theta)
             a, b = x[:, j, :, i], x[:, j, :, i + half]
@@ -363,13 +393,14 @@ def direct_softmax_attention(m, x, sees, start=0):
     """Vaswani et al. 2017 eq. 1 with RoPE, token by token: for every head h and query t,
     o_t = Σ_{s : sees(t, s)} softmax_s(q_t · k_s / sqrt(Dh)) v_s, q_t = RoPE(x_t W_q), k_s = RoPE(x_s W_k),
     query head h reading key/value head h // (H / H_kv) (grouped-query); y_t = o_t W_o.
-    Positions are start..start+T-1; sees(t, s) is the mask over those absolute positions."""
+    Positions are start..start+T-1; sees(t, s) is the mask over those absolute positions. Biases, the
+    head width Dh and the rotary scaling are the layer's (Llama / Qwen2 checkpoints' options)."""
     B, T, _ = x.shape
     H, H_kv, Dh = m.n_heads, m.n_kv_heads, m.head_dim
     positions = range(start, start + T)
-    q = rope((x @ m.q_proj.weight.t()).view(B, T, H, Dh), positions, m.rope_base)
-    k = rope((x @ m.k_proj.weight.t()).view(B, T, H_kv, Dh), positions, m.rope_base)
-    v = (x @ m.v_proj.weight.t()).view(B, T, H_kv, Dh)
+    q = rope(linear(x, m.q_proj).view(B, T, H, Dh), positions, m.rope_base, m.rope_scaling)
+    k = rope(linear(x, m.k_proj).view(B, T, H_kv, Dh), positions, m.rope_base, m.rope_scaling)
+    v = linear(x, m.v_proj).view(B, T, H_kv, Dh)
     o = torch.zeros(B, T, H, Dh, dtype=x.dtype)
     for h in range(H):
         g = h // (H // H_kv)
@@ -379,7 +410,7 @@ def direct_softmax_attention(m, x, sees, start=0):
             weights = torch.exp(scores - scores.amax(-1, keepdim=True))
             weights = weights / weights.sum(-1, keepdim=True)
             o[:, t, h] = sum(weights[:, j, None] * v[:, s, g] for j, s in enumerate(keys))
-    return o.flatten(2) @ m.o_proj.weight.t()
+    return linear(o.flatten(2), m.o_proj)
 
 
 def causal(t, s):
@@ -403,6 +434,58 @@ def test_attention_is_causal_softmax_attention_with_rope(n_heads, n_kv_heads):
     torch.testing.assert_close(stepped(m, x), expected, **TOL)
     y_a, state = m(x[:, :4])  # a prefix, then the rest against its cache: positions continue
     torch.testing.assert_close(torch.cat([y_a, m(x[:, 4:], state)[0]], 1), expected, **TOL)
+
+
+LLAMA3_SCALING = {"type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                  "original_max_position_embeddings": 64}  # with base 10000 and Dh 8: all three frequency bands
+
+
+@pytest.mark.parametrize("options", [
+    {"head_dim": 6},                                  # Dh * H = 12 != d_model = 16: W_q (12, 16), W_o (16, 12)
+    {"qkv_bias": True, "n_kv_heads": 2},              # Qwen2: biases on W_q, W_k, W_v only
+    {"qkv_bias": True, "out_bias": True},             # Llama's attention_bias: on all four
+    {"rope_scaling": {"type": "linear", "factor": 4.0}, "rope_base": 500.0},
+    {"rope_scaling": LLAMA3_SCALING, "n_heads": 2},
+], ids=["head_dim", "qkv_bias", "all_bias", "rope_linear", "rope_llama3"])
+def test_attention_options_of_pretrained_checkpoints_follow_the_formula(options):
+    """The options loading Llama-family checkpoints needs (head width, biases, rescaled RoPE frequencies), against
+    the direct formula: parallel form, step by step, and a prefix then the rest."""
+    m = make_mixer("attention", **{"n_heads": 4, **options})
+    with torch.no_grad():  # biases start at zero: make them count
+        for layer in (m.q_proj, m.k_proj, m.v_proj, m.o_proj):
+            if layer.bias is not None:
+                layer.bias.normal_(0, 0.5)
+    assert m.q_proj.weight.shape[0] == m.n_heads * m.head_dim
+    x = torch.randn(2, 20, D, dtype=torch.float64)
+    expected = direct_softmax_attention(m, x, causal)
+    torch.testing.assert_close(m(x)[0], expected, **TOL)
+    torch.testing.assert_close(stepped(m, x), expected, **TOL)
+    y_a, state = m(x[:, :7])
+    torch.testing.assert_close(torch.cat([y_a, m(x[:, 7:], state)[0]], 1), expected, **TOL)
+
+
+def test_llama3_rope_scaling_keeps_short_wavelengths_and_divides_long_ones():
+    from recurlab.layers.rotary import rope_frequencies
+
+    theta = rope_frequencies(8, 10000.0, None, torch.float64)  # 1, 0.1, 0.01, 0.001
+    scaled = rope_frequencies(8, 10000.0, LLAMA3_SCALING, torch.float64)
+    # wavelengths 2π/θ = 6.3, 63, 628, 6283 against the bands 64 / 4 = 16 and 64 / 1 = 64
+    assert scaled[0] == theta[0]  # short: kept
+    s = (64 / (2 * math.pi / 0.1) - 1) / (4 - 1)
+    assert math.isclose(scaled[1], (1 - s) * 0.1 / 8 + s * 0.1, rel_tol=1e-12)  # in between: blended
+    torch.testing.assert_close(scaled[2:], theta[2:] / 8.0, rtol=0, atol=0)  # long: divided by the factor
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"rope_scaling": {"type": "yarn", "factor": 2.0}}, "rope_scaling must be None or a dict with type"),
+    ({"rope_scaling": {"type": "linear"}}, "takes exactly the keys factor"),
+    ({"rope_scaling": {"type": "linear", "factor": 0}}, r"rope_scaling\['factor'\] must be a number > 0"),
+    ({"head_dim": 3}, "head_dim must be an even number"),
+    ({"n_heads": 3}, "must divide d_model"),
+])
+def test_attention_options_are_checked(bad, match):
+    with pytest.raises(ValueError, match=match):
+        layers.build("attention", D, **bad)
 
 
 @pytest.mark.parametrize("window", [1, 2, 4])
