@@ -402,21 +402,25 @@ def lud_quality(base_model, lud_model, prompts: list[torch.Tensor], max_new_toke
     (each (1, T)), at temperature 0:
 
     - token_match: fraction of new-token positions where LUD's output equals the base's greedy output;
+    - prefix_match: mean fraction of a continuation before the first difference (after a difference the
+      two texts are shifted, so token_match counts chance agreements there);
     - exact_match: fraction of prompts whose whole continuation is identical;
     - lud_bits_per_byte / greedy_bits_per_byte: bits per byte of the continuations under ``base_model``
       (the reference), averaged over prompts;
     - tokens_per_pass: generated tokens / LUD passes; passes, rerun_tokens: totals."""
     if not prompts:
         raise ValueError("prompts must hold at least one (1, T) prompt")
-    matches = exact = passes = rerun = 0
+    matches = exact = passes = rerun = prefix = 0
     lud_bpb, greedy_bpb = [], []
     for prompt in prompts:
         greedy = base_model.generate(prompt, max_new_tokens, temperature=0)[:, prompt.shape[1]:]
         ids, stats = lud_generate(lud_model, prompt, max_new_tokens, max_parallel, beta, 0.0,
                                   placeholder_id=placeholder_id)
         lud = ids[:, prompt.shape[1]:]
-        same = int((lud == greedy).sum())
+        agree = (lud == greedy)[0]
+        same = int(agree.sum())
         matches += same
+        prefix += int(agree.long().cumprod(0).sum())
         exact += int(same == max_new_tokens)
         passes += stats.target_calls
         rerun += stats.target_rerun_tokens
@@ -424,5 +428,6 @@ def lud_quality(base_model, lud_model, prompts: list[torch.Tensor], max_new_toke
         greedy_bpb.append(continuation_bits_per_byte(base_model, prompt, greedy, bytes_per_token))
     n = len(prompts)
     return {"prompts": n, "max_new_tokens": max_new_tokens, "token_match": matches / max(n * max_new_tokens, 1),
+            "prefix_match": prefix / max(n * max_new_tokens, 1),
             "exact_match": exact / n, "lud_bits_per_byte": sum(lud_bpb) / n, "greedy_bits_per_byte": sum(greedy_bpb) / n,
             "tokens_per_pass": n * max_new_tokens / max(passes, 1), "passes": passes, "rerun_tokens": rerun}

@@ -226,10 +226,10 @@ def test_quality_measures_match_their_definitions():
     assert continuation_bits_per_byte(base, prompt, continuation) == pytest.approx(float(bits) / 2)
     assert continuation_bits_per_byte(base, prompt, continuation, bytes_per_token=2.0) == pytest.approx(float(bits) / 4)
     same = lud_quality(base, model, [prompt, torch.tensor([[5]])], 10, beta=2.0)
-    assert same["token_match"] == 1.0 and same["exact_match"] == 1.0 and same["tokens_per_pass"] == 1.0
+    assert same["token_match"] == same["prefix_match"] == same["exact_match"] == 1.0 and same["tokens_per_pass"] == 1.0
     assert same["lud_bits_per_byte"] == pytest.approx(same["greedy_bits_per_byte"])
     loose = lud_quality(base, model, [prompt], 10, beta=0.0)  # accept everything: an untuned model gets it wrong
-    assert loose["tokens_per_pass"] > 1 and loose["token_match"] < 1.0
+    assert loose["tokens_per_pass"] > 1 and loose["prefix_match"] <= loose["token_match"] < 1.0
 
 
 # ------------------------------------------------------------------------------------------------- errors
