@@ -11,20 +11,28 @@ Printed: the marking statistics, then per beta the tokens per pass, how much of 
 greedy output, and its bits per byte under the base model. At this scale the placeholders are poorly calibrated:
 parallel tokens cost quality fast (docs/lud.md says what was measured and why).
 
-    python examples/lexical_unit_decoding.py
+    python examples/lexical_unit_decoding.py          # English (the King James Bible)
+    python examples/lexical_unit_decoding.py --code   # Python: the standard library's own source, split by file
 """
+
+import sys
 
 import torch
 
 from recurlab.decoding import lud_generate, lud_quality, train_lud
 from recurlab.models import CausalLM, ModelConfig
+from recurlab.tasks.code import stdlib_code
 from recurlab.tasks.text import ByteTokenizer, default_corpus, language_modelling_task
 from recurlab.train import Trainer, TrainConfig
 
 torch.manual_seed(0)
 tokenizer = ByteTokenizer()
-ids = tokenizer.encode(default_corpus()[:300_000])
-train_ids, held_out = ids[:280_000], ids[280_000:]
+if "--code" in sys.argv:  # held-out prompts come from files never trained on
+    train_text, held_out_text = stdlib_code(max_bytes=320_000, val_fraction=0.125)
+    train_ids, held_out = tokenizer.encode(train_text)[:280_000], tokenizer.encode(held_out_text)
+else:
+    ids = tokenizer.encode(default_corpus()[:300_000])
+    train_ids, held_out = ids[:280_000], ids[280_000:]
 
 base = CausalLM(ModelConfig(vocab_size=256, d_model=64, n_layers=2, mixer="gla"))
 Trainer(base, language_modelling_task(train_ids, 64, 256), None,
