@@ -215,6 +215,25 @@ def test_train_lud_on_memorised_text_makes_passes_emit_several_tokens(tmp_path):
     assert quality["exact_match"] == 1.0 and quality["passes"] <= 2 * 11, quality
 
 
+def test_train_lud_is_a_resumable_trainer_run_and_leaves_the_base_alone(tmp_path):
+    torch.manual_seed(4)
+    base = CausalLM(ModelConfig(vocab_size=8, d_model=16, n_layers=1, mixer="gla", tie_embeddings=False)).eval()
+    with torch.no_grad():
+        base.head.weight.mul_(20)  # peaked next-token distributions: some tokens pass alpha
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    ids = torch.randint(0, 8, (600,), generator=torch.Generator().manual_seed(0))
+    kwargs = dict(val_ids=ids[:200], steps=6, alpha=0.3, seq_len=16, batch_size=8, eval_every=3, progress=False)
+    model, report = train_lud(base, ids, tmp_path / "run", **kwargs)
+    assert report["unit_examples"] > 0 and report["train"]["step"] == 6 and report["train"]["eval_loss"] is not None
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
+    again, _ = train_lud(base, ids, tmp_path / "run", resume=True, **kwargs)  # finished: restored, not retrained
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    loaded = CausalLM.from_pretrained(tmp_path / "run" / "model")
+    assert loaded.config.vocab_size == 9 and torch.equal(loaded.embedding.weight, model.embedding.weight)
+    with pytest.raises(ValueError, match="already holds a training run"):  # never silently replaced
+        train_lud(base, ids, tmp_path / "run", **kwargs)
+
+
 def test_quality_measures_match_their_definitions():
     torch.manual_seed(3)
     base = CausalLM(ModelConfig(vocab_size=8, d_model=16, n_layers=1, mixer="gla")).double().eval()
