@@ -116,7 +116,7 @@ def units_from_confidence(confident: torch.Tensor, max_unit: int = MAX_UNIT) -> 
 
 @torch.no_grad()
 def token_confidence(model, ids: torch.Tensor, window: int = 256, batch_size: int = 16) -> torch.Tensor:
-    """p(x_i | x_<i) under ``model`` for every position of a stream ids (N,) -> (N,) float32.
+    """p(x_i | x_<i) under ``model`` for every position of a stream ids (N,) -> (N,) float32 (on the CPU).
 
     Teacher-forced over non-overlapping windows of ``window`` tokens, each from a fresh state (the
     context of a position is its window's earlier tokens); the first position of each window has no
@@ -126,14 +126,15 @@ def token_confidence(model, ids: torch.Tensor, window: int = 256, batch_size: in
         raise ValueError(f"window must be an int >= 2, got {window!r}")
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     n = ids.shape[0]
     padded = torch.cat([ids, ids.new_zeros((-n) % window)]).view(-1, window)
-    probs = torch.zeros_like(padded, dtype=torch.float32)
+    probs = torch.zeros(padded.shape, dtype=torch.float32)
     for lo in range(0, padded.shape[0], batch_size):
-        rows = padded[lo:lo + batch_size]
+        rows = padded[lo:lo + batch_size].to(device)
         logits, _ = model(rows[:, :-1])
         p = torch.softmax(logits.float(), -1).gather(-1, rows[:, 1:, None])[..., 0]
-        probs[lo:lo + batch_size, 1:] = p
+        probs[lo:lo + batch_size, 1:] = p.cpu()
     model.train(was_training)
     return probs.flatten()[:n]
 
@@ -296,7 +297,8 @@ def lud_passes(model, input_ids: torch.Tensor, max_new_tokens: int, max_parallel
                beta: float = BETA, temperature: float = 0.0, top_k: int | None = None,
                generator: torch.Generator | None = None, placeholder_id: int | None = None,
                repetition_control: bool = True, stats: DecodeStats | None = None) -> Iterator[LudPass]:
-    """The passes of :func:`lud_generate`, one :class:`LudPass` at a time (same arguments)."""
+    """The passes of :func:`lud_generate`, one :class:`LudPass` at a time (same arguments; a generator,
+    so bad arguments raise at the first ``next``). ``stats``, if given, is updated in place."""
     check_args(input_ids, max_new_tokens, temperature, top_k)
     placeholder_id = _check_lud_args(model, max_parallel, beta, placeholder_id)
     stats = stats if stats is not None else DecodeStats()
@@ -397,7 +399,7 @@ def continuation_bits_per_byte(reference, prompt: torch.Tensor, continuation: to
 
 def lud_quality(base_model, lud_model, prompts: list[torch.Tensor], max_new_tokens: int,
                 max_parallel: int = MAX_UNIT, beta: float = BETA, placeholder_id: int | None = None,
-                bytes_per_token: float = 1.0) -> dict:
+                bytes_per_token: float = 1.0, repetition_control: bool = True) -> dict:
     """How LUD decoding of ``lud_model`` compares with greedy decoding of ``base_model`` on ``prompts``
     (each (1, T)), at temperature 0:
 
@@ -415,7 +417,7 @@ def lud_quality(base_model, lud_model, prompts: list[torch.Tensor], max_new_toke
     for prompt in prompts:
         greedy = base_model.generate(prompt, max_new_tokens, temperature=0)[:, prompt.shape[1]:]
         ids, stats = lud_generate(lud_model, prompt, max_new_tokens, max_parallel, beta, 0.0,
-                                  placeholder_id=placeholder_id)
+                                  placeholder_id=placeholder_id, repetition_control=repetition_control)
         lud = ids[:, prompt.shape[1]:]
         agree = (lud == greedy)[0]
         same = int(agree.sum())
