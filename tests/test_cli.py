@@ -105,9 +105,17 @@ def check_huggingface(out: str):
     assert len(gap) == 1 and gap[0] < 1e-6, out
 
 
+def check_lexical_unit_decoding(out: str):
+    per_pass = numbers_after(out, "tokens per pass:")
+    assert len(per_pass) == 4 and per_pass[0] == 1.0 and max(per_pass[1:]) > 1.1, out  # beta 2.0, 0.95, 0.9, 0.7
+    assert re.search(r"marked 60,000 tokens: .* of tokens in units of 2 or more", out), out
+    assert "LUD at beta > 1 == greedy decoding of the tuned model: True" in out, out
+
+
 EXAMPLE_CHECKS = {"ops_quickstart.py": check_ops_quickstart, "layers_and_models.py": check_layers_and_models,
                   "recipes.py": check_recipes, "recursion_over_depth.py": check_recursion_over_depth,
-                  "speculative_decoding.py": check_speculative_decoding, "huggingface.py": check_huggingface}
+                  "speculative_decoding.py": check_speculative_decoding, "huggingface.py": check_huggingface,
+                  "lexical_unit_decoding.py": check_lexical_unit_decoding}
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLE_CHECKS))

@@ -45,3 +45,20 @@ def test_the_equation_tests_table_covers_every_unit_and_names_tests_that_exist()
         for file, name in named:
             source = (tests / (file or "test_mixer_equations.py")).read_text()
             assert re.search(rf"^def {name}\(", source, flags=re.M), f"{row[0]}: no test {name} in {file or 'test_mixer_equations.py'}"
+
+
+def test_every_decoding_method_file_has_its_row_and_lud_names_its_api():
+    """docs/decoding.md's method table names every method file of recurlab/decoding (and only files that exist);
+    docs/lud.md names every public function and constant that lud.py exports."""
+    from recurlab import decoding
+    from recurlab.decoding import lud
+
+    section = (DOCS / "decoding.md").read_text().split("| method | file |", 1)[1].split("\n\n", 1)[0]
+    files = set(re.findall(r"`([a-z_]+\.py)`", section))
+    shared = {"__init__.py", "common.py", "verify.py", "rewind.py", "methods.py"}  # what the methods share
+    assert files == {p.name for p in Path(decoding.__file__).parent.glob("*.py")} - shared
+    text = (DOCS / "lud.md").read_text()
+    exported = [name for name in decoding.__all__ if hasattr(lud, name)
+                and getattr(getattr(lud, name), "__module__", lud.__name__) == lud.__name__]  # constants have none
+    missing = [name for name in exported if name not in text]
+    assert len(exported) > 10 and not missing, f"docs/lud.md does not name {missing}"
