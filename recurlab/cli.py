@@ -6,6 +6,7 @@
     recurlab train --preset lm-gla      a language model (or --config FILE; without either, a synthetic task)
     recurlab generate --checkpoint D --prompt TEXT       continue a prompt with a saved model, streaming
     recurlab generate ... --draft D2 --method rsd-c      the same distribution by speculative decoding
+    recurlab generate --checkpoint LUD --method lud      several tokens per call from an LUD-tuned model
     recurlab recipe NAME [--quick]      an application paper's model rebuilt and trained offline
     recurlab export-hf SRC DST          a saved model as a Hugging Face folder (pip install recurlab[hf])
     recurlab import-hf SRC DST          a Hugging Face folder (recurlab's, or Llama/Mistral/Qwen2) as a saved model
@@ -104,6 +105,14 @@ def _cmd_generate(args) -> int:
     from .configs import override
     from .train.lm import SamplingConfig, continue_prompt
 
+    sampling = override(SamplingConfig(), args.set)
+    if args.method == "lud":
+        if args.draft is not None:
+            raise ValueError("--method lud takes no --draft: the LUD-tuned checkpoint decodes alone")
+        from .train.lm import continue_prompt_lud
+
+        continue_prompt_lud(args.checkpoint, args.prompt, sampling, max_parallel=args.draft_len, beta=args.beta)
+        return 0
     method = None
     if args.method is not None:
         from .decoding.methods import method_spec
@@ -111,7 +120,7 @@ def _cmd_generate(args) -> int:
         method = method_spec(args.method, args.draft_len, args.branching)
     elif args.draft is not None:
         raise ValueError("--draft needs --method (chain, rsd-c or rsd-s)")
-    continue_prompt(args.checkpoint, args.prompt, override(SamplingConfig(), args.set), draft=args.draft, method=method)
+    continue_prompt(args.checkpoint, args.prompt, sampling, draft=args.draft, method=method)
     return 0
 
 
@@ -184,10 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--prompt", required=True)
     gen.add_argument("--draft", help="a smaller saved model with the same tokenizer: sample by speculative decoding "
                      "(the target's distribution, fewer target calls; see docs/decoding.md)")
-    gen.add_argument("--method", choices=["chain", "rsd-c", "rsd-s"],
+    gen.add_argument("--method", choices=["chain", "rsd-c", "rsd-s", "lud"],
                      help="speculative method with --draft: chain (k drafted tokens), rsd-c (a Gumbel-top-k tree with "
-                     "--branching children per level) or rsd-s (stochastic beam search, beam width --branching)")
-    gen.add_argument("--draft-len", type=int, default=4, help="tokens per draft chain, or tree depth (default 4)")
+                     "--branching children per level) or rsd-s (stochastic beam search, beam width --branching); "
+                     "or lud for an LUD-tuned checkpoint (lexical unit decoding, docs/lud.md)")
+    gen.add_argument("--draft-len", type=int, default=4,
+                     help="tokens per draft chain, tree depth, or (lud) the most tokens per pass (default 4)")
+    gen.add_argument("--beta", type=float, default=0.9,
+                     help="lud: a parallel token is accepted while its probability exceeds beta (default 0.9)")
     gen.add_argument("--branching", type=int, default=2, help="rsd-c: children per node; rsd-s: beam width (default 2)")
     rec = _command(sub, "recipe", _cmd_recipe, "an application paper's model rebuilt from recurlab's parts, trained "
                    "offline", "quick", "set", "progress",

@@ -60,6 +60,7 @@ def test_documented_command_parses_and_configures(where, argv, monkeypatch, tmp_
     monkeypatch.setattr(tasks, "train_synthetic", lambda *a, **k: None)
     monkeypatch.setattr(RunFolder, "check", lambda self: None)  # the run folder is the run's, not the command's
     monkeypatch.setattr(lm, "continue_prompt", lambda *a, **k: None)
+    monkeypatch.setattr(lm, "continue_prompt_lud", lambda *a, **k: None)
     monkeypatch.setattr("recurlab.recipes.report.write_report", lambda folder: tmp_path / "report.md")
     (tmp_path / "report.md").write_text("stub\n")
     (tmp_path / "my_lm.json").write_text('{"model": {"mixer": "gla"}, "train": {}}')

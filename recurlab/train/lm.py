@@ -281,6 +281,38 @@ def continue_prompt(directory: str | Path, prompt: str, sampling: SamplingConfig
     out.write("\n")
 
 
+def continue_prompt_lud(directory: str | Path, prompt: str, sampling: SamplingConfig, max_parallel: int = 4,
+                        beta: float = 0.9, out=None) -> None:
+    """Continue ``prompt`` with an LUD-tuned model (recurlab.decoding.lud), streaming each pass's tokens;
+    the passes and tokens per pass go to stderr."""
+    import codecs
+    import sys
+
+    from ..decoding.lud import lud_passes
+    from ..decoding.common import DecodeStats
+
+    if not prompt:
+        raise ValueError("--prompt must not be empty: the model continues a text")
+    if sampling.top_p is not None:
+        raise ValueError("top_p is not supported with --method lud (it takes temperature and top_k)")
+    model, tokenizer, directory = _load_saved(directory)
+    if model.config.vocab_size != tokenizer.vocab_size + 1:
+        raise ValueError(f"{directory} is not an LUD-tuned model: its vocabulary ({model.config.vocab_size}) should be "
+                         f"the tokenizer's ({tokenizer.vocab_size}) plus the placeholder")
+    out = out or sys.stdout
+    out.write(prompt)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace") if tokenizer.name == "bytes" else None
+    stats = DecodeStats()
+    generator = torch.Generator().manual_seed(sampling.seed)
+    for step in lud_passes(model, tokenizer.encode(prompt).unsqueeze(0), sampling.max_new_tokens, max_parallel, beta,
+                           sampling.temperature, sampling.top_k, generator, stats=stats):
+        out.write(decoder.decode(bytes(step.tokens)) if decoder else tokenizer.decode(step.tokens))
+        out.flush()
+    out.write("\n")
+    print(f"lud: {stats.target_calls} passes for {sampling.max_new_tokens} tokens ({stats.tokens_per_call:.2f} per pass), "
+          f"{stats.target_reruns} re-runs, {stats.target_rewinds} rewinds", file=sys.stderr)
+
+
 def _load_saved(directory: str | Path):
     """(model in eval mode, tokenizer, folder) of a model saved with its tokenizer (or a training run's folder)."""
     from ..models import CausalLM

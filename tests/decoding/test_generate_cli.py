@@ -55,3 +55,26 @@ def test_draft_and_method_errors(tmp_path, capsys):
     saved(tmp_path / "other", "mingru", tokenizer=bpe)
     assert "another tokenizer than the target" in user_error(
         capsys, base + ["--draft", str(tmp_path / "other"), "--method", "chain"])
+
+
+def test_lud_method_streams_what_lud_generate_decodes(tmp_path, capsys):
+    from recurlab.decoding import extend_vocabulary, lud_generate
+
+    base = saved(tmp_path / "base", "gla")
+    lud, _ = extend_vocabulary(base)
+    lud.save_pretrained(tmp_path / "lud", ByteTokenizer())
+    prompt = ByteTokenizer().encode("In the").unsqueeze(0)
+    for beta in ("2.0", "0.0"):
+        out, err = run(capsys, ["generate", "--checkpoint", str(tmp_path / "lud"), "--prompt", "In the", "--method", "lud",
+                                "--beta", beta, "--draft-len", "3", "--set", "max_new_tokens=10", "temperature=0"])
+        ids, stats = lud_generate(lud.eval(), prompt, 10, max_parallel=3, beta=float(beta))
+        assert out == "In the" + bytes(ids[0, prompt.shape[1]:].tolist()).decode("utf-8", errors="replace") + "\n"
+        assert err.startswith(f"lud: {stats.target_calls} passes for 10 tokens")
+        assert (stats.target_calls == 10) if beta == "2.0" else (stats.target_calls < 10)
+
+
+def test_lud_method_errors(tmp_path, capsys):
+    saved(tmp_path / "t", "gla")
+    base = ["generate", "--checkpoint", str(tmp_path / "t"), "--prompt", "x", "--method", "lud"]
+    assert "is not an LUD-tuned model" in user_error(capsys, base)
+    assert "takes no --draft" in user_error(capsys, base + ["--draft", str(tmp_path / "t")])
