@@ -208,6 +208,7 @@ def convert_and_finetune(checkpoint: str | Path | CausalLM, to: str, out: str | 
             raise ValueError(f"CHECKPOINT {checkpoint} has no tokenizer saved with the model; the fine-tuning and "
                              f"validation text cannot be encoded")
     check_attention_model(model)
+    _check_same_request(out, {"to": to, "config": dataclasses.asdict(config)}, resume)
     ft = config.finetune
     run = RunFolder(out / "finetune", resume and (out / "finetune" / "checkpoint.pt").exists(), overwrite)
     if ft.tokens:
@@ -250,6 +251,20 @@ def convert_and_finetune(checkpoint: str | Path | CausalLM, to: str, out: str | 
     }
     write_json(out / SUMMARY, summary)
     return summary
+
+
+def _check_same_request(out: Path, request: dict, resume: bool) -> None:
+    """Record the target and settings in OUT/convert_request.json; resuming with others is refused (the Trainer's
+    checkpoint alone cannot tell liger-gla from liger-attention: their tensors have the same names)."""
+    path = out / "convert_request.json"
+    if resume and path.exists():
+        saved = read_json(path)
+        if saved != json.loads(json.dumps(request)):
+            differ = [k for k in ("to", "config") if saved.get(k) != json.loads(json.dumps(request[k]))]
+            raise ValueError(f"cannot resume {out}: it was started with other {' and '.join(differ)} "
+                             f"(to={saved.get('to')!r}); give the same --to and --set, or --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(path, request)
 
 
 def read_json(path: Path) -> dict:
