@@ -142,7 +142,9 @@ def _cmd_import_hf(args) -> int:
 def _cmd_convert(args) -> int:
     from .configs import override
     from .convert.finetune import ConvertConfig, convert_and_finetune
+    from .convert.liger import check_target
 
+    check_target(args.to)
     config = override(ConvertConfig(), args.set)
     summary = convert_and_finetune(args.checkpoint, args.to, args.out, config, resume=args.resume,
                                    overwrite=args.overwrite, progress=not args.no_progress)
