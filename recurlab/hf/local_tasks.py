@@ -29,13 +29,14 @@ def verses(text: str, min_words: int = 8) -> list[str]:
 
 
 def cloze_items(lines: list[str], n: int, seed: int = 0) -> list[dict]:
-    """n items {"context": verse without its last word, "target": the last word} (without its trailing
-    punctuation, which is dropped; lm-eval joins the two with its target delimiter, a space)."""
+    """n items {"context": verse without its last word, "target": " " + the last word} (without its trailing
+    punctuation, which is dropped; lm-eval scores a loglikelihood target as given, with no delimiter, so the
+    space is the target's, as in LAMBADA's task)."""
     items = []
     for line in random.Random(seed).sample(lines, min(n, len(lines))):
         match = re.fullmatch(r"(.*\S) ([A-Za-z']+)\W*", line)
         if match:
-            items.append({"context": match.group(1), "target": match.group(2)})
+            items.append({"context": match.group(1), "target": " " + match.group(2)})
     return items
 
 

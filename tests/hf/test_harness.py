@@ -1,6 +1,7 @@
 """The lm-eval adapter (recurlab/hf/harness.py) and the local tasks (recurlab/hf/local_tasks.py, lm_eval_tasks/)."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -81,8 +82,12 @@ def test_the_local_tasks_run_through_lm_eval_and_score_what_the_adapter_scores()
                                                                              for c in item["choices"]]))]
         right.append(max(range(4), key=scores.__getitem__) == item["gold"])
     assert results["recurlab_verse_choice"]["acc,none"] == pytest.approx(sum(right) / 6)
+    # the cloze perplexity is exp(-mean log p(" " + last word | the verse before it)), from the model itself
+    items = [json.loads(line) for line in (local_tasks.TASKS_DIR / "verse_cloze.jsonl").read_text().splitlines()[:6]]
+    assert all(item["target"].startswith(" ") for item in items)
+    mean = sum(direct_log_prob(net, item["context"], item["target"]) for item in items) / 6
     cloze = results["recurlab_verse_cloze"]
-    assert 0 <= cloze["acc,none"] <= 1 and cloze["perplexity,none"] > 1
+    assert cloze["perplexity,none"] == pytest.approx(math.exp(-mean), rel=1e-9) and 0 <= cloze["acc,none"] <= 1
     with pytest.raises(ValueError, match="tasks must be among"):
         evaluate_local(lm, tasks=("hellaswag",))
 
@@ -94,7 +99,7 @@ def test_the_shipped_tasks_are_small_and_built_from_verses(tmp_path):
     cloze = [json.loads(line) for line in (tmp_path / "verse_cloze.jsonl").read_text().splitlines()]
     choice = [json.loads(line) for line in (tmp_path / "verse_choice.jsonl").read_text().splitlines()]
     verses = set(local_tasks.verses(tiny_text(3)))
-    assert cloze and all(f"{c['context']} {c['target']}" in {v.rstrip(".:;,") for v in verses} for c in cloze)
+    assert cloze and all(c["context"] + c["target"] in {v.rstrip(".:;,") for v in verses} for c in cloze)
     assert len(choice) == 4 and all(f"{c['context']} {c['choices'][c['gold']]}" in verses for c in choice)
     with pytest.raises(ValueError, match="at least 4 verses"):
         local_tasks.build("too short\n", tmp_path)
