@@ -208,11 +208,11 @@ def convert_and_finetune(checkpoint: str | Path | CausalLM, to: str, out: str | 
             raise ValueError(f"CHECKPOINT {checkpoint} has no tokenizer saved with the model; the fine-tuning and "
                              f"validation text cannot be encoded")
     check_attention_model(model)
-    _check_same_request(out, {"to": to, "config": dataclasses.asdict(config)}, resume)
     ft = config.finetune
     run = RunFolder(out / "finetune", resume and (out / "finetune" / "checkpoint.pt").exists(), overwrite)
     if ft.tokens:
-        run.check()
+        run.check()  # before the request is recorded: a refused start leaves the folder's record as it was
+    _check_same_request(out, {"to": to, "config": dataclasses.asdict(config)}, run.resume)
     data = text_data(tokenizer, ft)
     params_before = sum(p.numel() for p in model.parameters())
     original_bpb = data.bits_per_byte(model)
