@@ -308,6 +308,15 @@ def test_liger_is_built_from_attention_weights():
     torch.testing.assert_close(liger(x)[0], liger.o_proj(o.flatten(-2)))
 
 
+def test_liger_refuses_a_token_tree():
+    """Liger Attention inherits attention's projections but not tree scoring (its window and GLA state see one path):
+    a tree is refused by name, not passed on to a mix that cannot take it."""
+    from recurlab.layers.tree import TokenTree
+
+    with pytest.raises(ValueError, match="takes no tree="):
+        make_mixer("liger")(torch.randn(1, 3, D, dtype=torch.float64), tree=TokenTree(torch.tensor([-1, 0, 0])))
+
+
 def test_liger_gla_is_the_linear_branch_of_liger():
     """liger_gla (Lan et al. 2025; the GLA branch of the authors' LigerGatedLinearAttention): o = GLA(softmax q,
     softmax k, v, logsigmoid(k)/16, scale 1) per query head, key/value/gate heads repeated (head h reads
