@@ -10,6 +10,7 @@
     recurlab recipe NAME [--quick]      an application paper's model rebuilt and trained offline
     recurlab export-hf SRC DST          a saved model as a Hugging Face folder (pip install recurlab[hf])
     recurlab import-hf SRC DST          a Hugging Face folder (recurlab's, or Llama/Mistral/Qwen2) as a saved model
+    recurlab convert --to liger-gla CHECKPOINT --out D   an attention model as a gated recurrent one (Liger), LoRA-tuned
 
 Settings change one way, ``--set key=value`` (dotted keys into the command's config, checked against
 the field's type; ``--help`` lists the keys). Flags are for running: --quick, --out, --resume, --overwrite, --preset,
@@ -147,6 +148,20 @@ def _cmd_import_hf(args) -> int:
     return 0
 
 
+def _cmd_convert(args) -> int:
+    from .configs import override
+    from .convert.finetune import ConvertConfig, convert_and_finetune
+    from .convert.liger import check_target
+
+    check_target(args.to)
+    config = override(ConvertConfig(), args.set)
+    summary = convert_and_finetune(args.checkpoint, args.to, args.out, config, resume=args.resume,
+                                   overwrite=args.overwrite, progress=not args.no_progress)
+    print(json.dumps({k: v for k, v in summary.items() if k != "config"}))
+    print(f"saved the converted model to {Path(args.out) / 'model'}", file=sys.stderr)
+    return 0
+
+
 def _quiet_transformers() -> None:
     """No progress bars from transformers' file writes and reads (a conversion takes seconds)."""
     from transformers.utils import logging
@@ -219,6 +234,18 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("dst", help="the recurlab model folder to write")
     for cmd in (export, imp):
         cmd.add_argument("--overwrite", action="store_true", help="write over a model already in DST")
+    from .convert.finetune import ConvertConfig
+    from .convert.liger import TARGETS
+
+    conv = _command(sub, "convert", _cmd_convert, "convert a saved attention model (recurlab's, or a Llama / Mistral / "
+                    "Qwen2 folder) into a gated recurrent one as Liger does, LoRA-fine-tune it, merge and save; "
+                    "resumable (docs/convert.md)", "set", "progress", epilog=_keys("keys", ConvertConfig))
+    conv.add_argument("checkpoint", help="a folder written by save_pretrained (or a training run), or a Hugging Face "
+                      "Llama-family folder")
+    conv.add_argument("--to", required=True, help=f"the target: {', '.join(TARGETS)}")
+    conv.add_argument("--out", required=True, help="output folder: model/, finetune/ (the run), convert_summary.json")
+    conv.add_argument("--resume", action="store_true", help="continue the fine-tuning from OUT/finetune/checkpoint.pt")
+    conv.add_argument("--overwrite", action="store_true", help="start again in an OUT that holds a conversion")
     return parser
 
 

@@ -112,10 +112,21 @@ def check_lexical_unit_decoding(out: str):
     assert "LUD at beta > 1 == greedy decoding of the tuned model: True" in out, out
 
 
+def check_convert_to_liger(out: str):
+    for to in ("liger-gla", "liger-attention"):
+        count, teacher = re.search(rf"^{to} +parameters ([0-9,]+) \(teacher ([0-9,]+)\)$", out, re.M).groups()
+        assert count == teacher, out
+    assert "softmax branch = teacher: True" in out, out
+    summary = json.loads(out[out.index("{"):out.index("}") + 1])
+    assert summary["params_after"] == summary["params_before"] and summary["finetune_tokens"] == 4096, out
+    assert summary["val_bits_per_byte_after_finetune"] < summary["val_bits_per_byte_before_finetune"], out
+
+
 EXAMPLE_CHECKS = {"ops_quickstart.py": check_ops_quickstart, "layers_and_models.py": check_layers_and_models,
                   "recipes.py": check_recipes, "recursion_over_depth.py": check_recursion_over_depth,
                   "speculative_decoding.py": check_speculative_decoding, "huggingface.py": check_huggingface,
-                  "lexical_unit_decoding.py": check_lexical_unit_decoding}
+                  "lexical_unit_decoding.py": check_lexical_unit_decoding,
+                  "convert_to_liger.py": check_convert_to_liger}
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLE_CHECKS))

@@ -72,6 +72,9 @@ def test_documented_command_parses_and_configures(where, argv, monkeypatch, tmp_
         pytest.importorskip("transformers", reason="the hf extra is part of the test extras")
         monkeypatch.setattr("recurlab.hf.convert.export_hf", lambda src, dst, overwrite: dst)
         monkeypatch.setattr("recurlab.hf.convert.import_hf", lambda src, dst, overwrite: dst)
+    if argv[:1] == ["convert"]:  # a conversion reads a model folder and trains: run in tests/convert/
+        monkeypatch.setattr("recurlab.convert.finetune.convert_and_finetune",
+                            lambda checkpoint, to, out, config, **kwargs: {"to": to})
     if argv[:1] == ["info"]:
         pytest.skip("recurlab info builds the kernels; tests/test_cli.py runs it")
     try:

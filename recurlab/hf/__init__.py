@@ -14,6 +14,8 @@ works without ``trust_remote_code``: the import is what registers (model_type "r
 - :func:`hf_tokenizer` / :func:`recurlab_tokenizer` (``tokenizer.py``): the byte and BPE tokenizers as
   ``PreTrainedTokenizerFast`` and back;
 - :func:`load_llama` (``llama.py``): a Llama / Qwen2 / Mistral checkpoint folder as a recurlab ``attention`` model.
+- ``harness.py`` (not imported here: it needs ``lm-eval``, ``pip install recurlab[eval]``): :class:`RecurlabLM`, the
+  lm-eval adapter, and ``evaluate_local`` on the two local tasks built by ``local_tasks.py`` (``lm_eval_tasks/``).
 
 See docs/hf.md.
 """

@@ -272,12 +272,19 @@ def test_hyena_filter_is_windowed_and_as_long_as_l_max():
     assert (window[-1] < window[0]).all() and window[-1].max() < 0.05
 
 
-@pytest.mark.parametrize("option", [{"head_dim": 4}, {"qkv_bias": True}, {"out_bias": True},
+@pytest.mark.parametrize("option", [{"head_dim": 4}, {"qkv_bias": True}, {"out_bias": True}, {"n_kv_heads": 1},
                                     {"rope_scaling": {"type": "linear", "factor": 2.0}}])
-def test_liger_refuses_attention_options_it_does_not_have(option):
-    attn = make_mixer("attention", **option)
-    with pytest.raises(ValueError, match=f"must use the default {next(iter(option))} to become a Liger layer"):
-        LigerAttention.from_attention(attn, window=4)
+def test_liger_carries_the_attention_options(option):
+    """from_attention keeps head_dim, biases, grouped key/value heads and RoPE scaling: with mix = 1 the layer is
+    the source attention restricted to its window (float64, to rounding)."""
+    attn = make_mixer("attention", **option).double()
+    liger = LigerAttention.from_attention(attn, window=4)
+    assert sum(p.numel() for p in liger.parameters()) == sum(p.numel() for p in attn.parameters())
+    liger.mix_weight = 1.0
+    swa = make_mixer("swa", **option).double()
+    swa.load_state_dict(attn.state_dict())
+    x = torch.randn(1, 10, D, dtype=torch.float64)
+    torch.testing.assert_close(liger(x)[0], swa(x)[0], rtol=0, atol=1e-12)
 
 
 def test_liger_is_built_from_attention_weights():
@@ -299,6 +306,42 @@ def test_liger_is_built_from_attention_weights():
 
     o, _ = gla(q, k, v, g, scale=1.0, backend="reference")
     torch.testing.assert_close(liger(x)[0], liger.o_proj(o.flatten(-2)))
+
+
+def test_liger_refuses_a_token_tree():
+    """Liger Attention inherits attention's projections but not tree scoring (its window and GLA state see one path):
+    a tree is refused by name, not passed on to a mix that cannot take it."""
+    from recurlab.layers.tree import TokenTree
+
+    with pytest.raises(ValueError, match="takes no tree="):
+        make_mixer("liger")(torch.randn(1, 3, D, dtype=torch.float64), tree=TokenTree(torch.tensor([-1, 0, 0])))
+
+
+def test_liger_gla_is_the_linear_branch_of_liger():
+    """liger_gla (Lan et al. 2025; the GLA branch of the authors' LigerGatedLinearAttention): o = GLA(softmax q,
+    softmax k, v, logsigmoid(k)/16, scale 1) per query head, key/value/gate heads repeated (head h reads
+    h // (H/H_kv)), then W_o: checked against the definition, written out here, with grouped heads and biases."""
+    from recurlab.layers.liger import LigerGLA
+    from recurlab.ops import gla
+
+    attn = make_mixer("attention", n_heads=4, n_kv_heads=2, qkv_bias=True)
+    layer = LigerGLA.from_attention(attn)
+    assert sum(p.numel() for p in layer.parameters()) == sum(p.numel() for p in attn.parameters())
+    x = torch.randn(2, 9, D, dtype=torch.float64)
+    B, T, H, Dh = 2, 9, 4, D // 4
+    q = attn.q_proj(x).view(B, T, H, Dh).softmax(-1)
+    k_raw = attn.k_proj(x).view(B, T, 2, Dh)[:, :, [0, 0, 1, 1]]
+    v = attn.v_proj(x).view(B, T, 2, Dh)[:, :, [0, 0, 1, 1]]
+    log_alpha = F.logsigmoid(k_raw) / 16
+    o, _ = gla(q, k_raw.softmax(-1), v, log_alpha, scale=1.0, backend="reference")
+    torch.testing.assert_close(layer(x)[0], attn.o_proj(o.flatten(-2)), rtol=0, atol=1e-12)
+    # the plain-GLA baseline's gate is a new low-rank projection; everything else is the same layer
+    baseline = LigerGLA.from_attention(attn, gate_rank=3)
+    assert sum(p.numel() for p in baseline.parameters()) - sum(p.numel() for p in attn.parameters()) \
+        == D * 3 + 3 * 2 * Dh + 2 * Dh
+    g = baseline.gate_up(baseline.gate_down(x)).view(B, T, 2, Dh)[:, :, [0, 0, 1, 1]]
+    o, _ = gla(q, k_raw.softmax(-1), v, F.logsigmoid(g) / 16, scale=1.0, backend="reference")
+    torch.testing.assert_close(baseline(x)[0], attn.o_proj(o.flatten(-2)), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("name,act", [("swiglu", F.silu), ("geglu", F.gelu), ("glu", torch.sigmoid)])
