@@ -35,6 +35,19 @@ from .rotary import check_rope_scaling, rotary
 from .tree import TokenTree
 
 
+def head_layout(d_model: int, n_heads: int | None, n_kv_heads: int | None, head_dim: int | None
+                ) -> tuple[int, int, int]:
+    """(n_heads, n_kv_heads, head_dim) of a multi-head projection: n_heads defaults to d_model // 64 (at
+    least 1), n_kv_heads to n_heads (it must divide n_heads), head_dim to d_model // n_heads."""
+    n_heads = n_heads or max(1, d_model // 64)
+    n_kv_heads = n_kv_heads or n_heads
+    if n_heads % n_kv_heads:
+        raise ValueError(f"n_kv_heads={n_kv_heads} must divide n_heads={n_heads}")
+    if head_dim is None and d_model % n_heads:
+        raise ValueError(f"n_heads={n_heads} must divide d_model={d_model} (or set head_dim)")
+    return n_heads, n_kv_heads, head_dim if head_dim is not None else d_model // n_heads
+
+
 @register("attention", kind="token", paper="Vaswani et al. 2017, softmax attention + RoPE",
           state="KV cache: 2 * d_kv per past token", tiny={"n_heads": 2})
 class Attention(TokenMixer):
@@ -50,13 +63,7 @@ class Attention(TokenMixer):
         (default n_heads); qkv_bias / out_bias add biases to W_q, W_k, W_v / W_o; rope_scaling rescales the
         rotary frequencies (None, or a dict described in :mod:`recurlab.layers.rotary`)."""
         super().__init__(d_model)
-        self.n_heads = n_heads or max(1, d_model // 64)
-        self.n_kv_heads = n_kv_heads or self.n_heads
-        if self.n_heads % self.n_kv_heads:
-            raise ValueError(f"n_kv_heads={self.n_kv_heads} must divide n_heads={self.n_heads}")
-        if head_dim is None and d_model % self.n_heads:
-            raise ValueError(f"n_heads={self.n_heads} must divide d_model={d_model} (or set head_dim)")
-        self.head_dim = head_dim if head_dim is not None else d_model // self.n_heads
+        self.n_heads, self.n_kv_heads, self.head_dim = head_layout(d_model, n_heads, n_kv_heads, head_dim)
         if self.head_dim < 2 or self.head_dim % 2:
             raise ValueError(f"head_dim must be an even number >= 2 for rotary positions, got {self.head_dim}")
         check_rope_scaling(rope_scaling)

@@ -36,7 +36,7 @@ from torch import nn
 
 from .. import ops
 from ..state import State
-from .attention import Attention
+from .attention import Attention, head_layout
 from .base import TokenMixer
 from .registry import register
 from .states import MatrixState
@@ -142,13 +142,7 @@ class LigerGLA(TokenMixer):
         (default n_heads), biases as :class:`Attention`'s; gate_rank 0: the gate is the key projection (Liger),
         r > 0: GLA's low-rank gate x W_1 W_2 + b (d_model -> r -> n_kv_heads * head_dim), new parameters."""
         super().__init__(d_model)
-        self.n_heads = n_heads or max(1, d_model // 64)
-        self.n_kv_heads = n_kv_heads or self.n_heads
-        if self.n_heads % self.n_kv_heads:
-            raise ValueError(f"n_kv_heads={self.n_kv_heads} must divide n_heads={self.n_heads}")
-        if head_dim is None and d_model % self.n_heads:
-            raise ValueError(f"n_heads={self.n_heads} must divide d_model={d_model} (or set head_dim)")
-        self.head_dim = head_dim if head_dim is not None else d_model // self.n_heads
+        self.n_heads, self.n_kv_heads, self.head_dim = head_layout(d_model, n_heads, n_kv_heads, head_dim)
         if self.head_dim < 1:
             raise ValueError(f"head_dim must be a positive int, got {self.head_dim}")
         if not isinstance(gate_rank, int) or gate_rank < 0:
