@@ -107,18 +107,27 @@ def _cmd_generate(args) -> int:
     from .train.lm import SamplingConfig, continue_prompt
 
     sampling = override(SamplingConfig(), args.set)
+    used = {None: (), "chain": ("draft_len",), "rsd-c": ("draft_len", "branching"), "rsd-s": ("draft_len", "branching"),
+            "lud": ("draft_len", "beta")}[args.method]
+    for name in ("draft_len", "branching", "beta"):
+        if getattr(args, name) is not None and name not in used:
+            where = "without --method" if args.method is None else f"with --method {args.method}"
+            raise ValueError(f"--{name.replace('_', '-')} has no effect {where}")
+    draft_len = 4 if args.draft_len is None else args.draft_len
+    branching = 2 if args.branching is None else args.branching
+    beta = 0.9 if args.beta is None else args.beta
     if args.method == "lud":
         if args.draft is not None:
             raise ValueError("--method lud takes no --draft: the LUD-tuned checkpoint decodes alone")
         from .train.lm import continue_prompt_lud
 
-        continue_prompt_lud(args.checkpoint, args.prompt, sampling, max_parallel=args.draft_len, beta=args.beta)
+        continue_prompt_lud(args.checkpoint, args.prompt, sampling, max_parallel=draft_len, beta=beta)
         return 0
     method = None
     if args.method is not None:
         from .decoding.methods import method_spec
 
-        method = method_spec(args.method, args.draft_len, args.branching)
+        method = method_spec(args.method, draft_len, branching)
     elif args.draft is not None:
         raise ValueError("--draft needs --method (chain, rsd-c or rsd-s)")
     continue_prompt(args.checkpoint, args.prompt, sampling, draft=args.draft, method=method)
@@ -212,11 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="speculative method with --draft: chain (k drafted tokens), rsd-c (a Gumbel-top-k tree with "
                      "--branching children per level) or rsd-s (stochastic beam search, beam width --branching); "
                      "or lud for an LUD-tuned checkpoint (lexical unit decoding, docs/lud.md)")
-    gen.add_argument("--draft-len", type=int, default=4,
+    gen.add_argument("--draft-len", type=int,
                      help="tokens per draft chain, tree depth, or (lud) the most tokens per pass (default 4)")
-    gen.add_argument("--beta", type=float, default=0.9,
+    gen.add_argument("--beta", type=float,
                      help="lud: a parallel token is accepted while its probability exceeds beta (default 0.9)")
-    gen.add_argument("--branching", type=int, default=2, help="rsd-c: children per node; rsd-s: beam width (default 2)")
+    gen.add_argument("--branching", type=int, help="rsd-c: children per node; rsd-s: beam width (default 2)")
     rec = _command(sub, "recipe", _cmd_recipe, "an application paper's model rebuilt from recurlab's parts, trained "
                    "offline", "quick", "set", "progress",
                    epilog="keys (--set KEY=VALUE): the fields of the recipe's Config (recurlab.recipes.NAME.Config)")

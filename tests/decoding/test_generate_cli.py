@@ -30,8 +30,8 @@ def test_greedy_speculative_text_equals_plain_greedy_text(tmp_path, capsys, meth
     common = ["generate", "--checkpoint", str(tmp_path / "t"), "--prompt", "In the", "--set", "max_new_tokens=12",
               "temperature=0"]
     plain, _ = run(capsys, common)
-    fast, err = run(capsys, common + ["--draft", str(tmp_path / "d"), "--method", method, "--draft-len", "3",
-                                      "--branching", "2"])
+    branching = [] if method == "chain" else ["--branching", "2"]
+    fast, err = run(capsys, common + ["--draft", str(tmp_path / "d"), "--method", method, "--draft-len", "3", *branching])
     assert fast == plain
     spec = {"chain": "chain:3", "rsd-c": "rsd-c:2x2x2", "rsd-s": "rsd-s:2x3"}[method]
     assert err.startswith(f"{spec}: ") and "target calls" in err
@@ -78,3 +78,16 @@ def test_lud_method_errors(tmp_path, capsys):
     base = ["generate", "--checkpoint", str(tmp_path / "t"), "--prompt", "x", "--method", "lud"]
     assert "is not an LUD-tuned model" in user_error(capsys, base)
     assert "takes no --draft" in user_error(capsys, base + ["--draft", str(tmp_path / "t")])
+    assert "--branching has no effect with --method lud" in user_error(capsys, base + ["--branching", "3"])
+
+
+def test_a_flag_the_method_does_not_use_is_refused(tmp_path, capsys):
+    saved(tmp_path / "t", "gla")
+    base = ["generate", "--checkpoint", str(tmp_path / "t"), "--prompt", "x"]
+    assert "--beta has no effect without --method" in user_error(capsys, base + ["--beta", "0.5"])
+    assert "--draft-len has no effect without --method" in user_error(capsys, base + ["--draft-len", "3"])
+    draft = ["--draft", str(tmp_path / "t")]
+    assert "--branching has no effect with --method chain" in user_error(
+        capsys, base + draft + ["--method", "chain", "--branching", "3"])
+    assert "--beta has no effect with --method rsd-s" in user_error(
+        capsys, base + draft + ["--method", "rsd-s", "--beta", "0.5"])
