@@ -58,14 +58,13 @@ class Verification:
             raise ValueError(f"m must lie in [0, {n}], got {m}")
         if m == 0:
             return self.start_state
-        end = self.end_state if self.tokens.shape[0] == 1 else self.end_state.select([row])
+        one_row = self.tokens.shape[0] == 1
         if m == n:
-            return end
-        if self.rewind:
-            earlier = rewind(end, n - m)
-            if earlier is not None:  # every part of the state is a KV cache: drop the rejected tokens
-                self.rewound += 1
-                return earlier
+            return self.end_state if one_row else self.end_state.select([row])
+        earlier = rewind(self.end_state, n - m) if self.rewind else None
+        if earlier is not None:  # every part of the state is a KV cache: drop the rejected tokens (views)
+            self.rewound += 1
+            return earlier if one_row else earlier.select([row])
         self.rerun_tokens += m
         self.reruns += 1
         _, state = self.model(self.tokens[row:row + 1, :m], self.start_state)
