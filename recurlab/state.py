@@ -119,6 +119,29 @@ class State:
 
 
 @dataclasses.dataclass(frozen=True)
+class PrefixStates(State):
+    """The states after every prefix of one parallel call's T tokens, a by-product of a recurrence's
+    parallel form (``mixer(x, state, prefix_states=True)``, for mixers with the ``prefix_states`` capability).
+
+    start: the state before the call (B, ...). along: the mixer's own state type with a position axis after
+    the batch axis: every tensor (B, T, ...), position t - 1 holding the state after t tokens (None when
+    T == 0). length: T. ``at(m)`` is the state after the first m tokens, 0 <= m <= T.
+    """
+
+    start: State
+    along: State | None
+    length: int
+
+    def at(self, m: int) -> State:
+        """The state after the first ``m`` tokens of the call (``start`` for m = 0)."""
+        if not isinstance(m, int) or not 0 <= m <= self.length:
+            raise ValueError(f"m must be an int in [0, {self.length}], got {m!r}")
+        if m == 0:
+            return self.start
+        return self.along.map_tensors(lambda t: t[:, m - 1])
+
+
+@dataclasses.dataclass(frozen=True)
 class NoState(State):
     """The state of a mixer that keeps none (it reads only the current token, or a shared memory)."""
 

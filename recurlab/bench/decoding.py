@@ -61,6 +61,12 @@ def _check_methods(value) -> None:
         parse_method(spec)
 
 
+def _prefix_mixers() -> list[str]:
+    from .. import layers
+
+    return [name for name in layers.names("token") if layers.info(name).cls.prefix_states]
+
+
 @dataclass
 class DecodingBenchConfig:
     targets: tuple[str, ...] = param(DEFAULT_TARGETS, axis=True, choices=_presets)
@@ -89,6 +95,8 @@ class DecodingBenchConfig:
     lud_new_tokens: int = param(32, ge=1)  # prompt + output stay inside the fine-tune's 64-token windows
     code_bytes: int = param(2_000_000, ge=10_000)  # Python source for the code base models and LUD
     code_steps: int | None = param(None, ge=1)  # training steps of the code base models (None: as steps)
+    # rolling a recurrent target back, per mixer: prefix states kept by the verification call vs a re-run
+    rollback_mixers: tuple[str, ...] = param(("mingru", "minlstm", "gla", "liger_gla"), choices=_prefix_mixers)
 
     def __post_init__(self):
         check_fields(self)
@@ -121,7 +129,7 @@ def jobs(cfg: DecodingBenchConfig) -> list[dict]:
     (the text one is the target's training), LUD-tuned and measured in one job each."""
     trainings = {name: {"train": name, "setup": dataclasses.asdict(cfg.setup(name))}
                  for name in (*cfg.targets, *cfg.lud_targets, DRAFT)}
-    own = ("steps", "data", "draft_preset", "draft_layers", "draft_width", *LUD_FIELDS)
+    own = ("steps", "data", "draft_preset", "draft_layers", "draft_width", "rollback_mixers", *LUD_FIELDS)
     shared = {k: v for k, v in settings(cfg).items() if k not in own}
     decoding = [{"decode": target, "temperature": t, "target": trainings[target], "draft": trainings[DRAFT],
                  "settings": shared} for t in cfg.temperatures for target in cfg.targets]
@@ -136,7 +144,9 @@ def jobs(cfg: DecodingBenchConfig) -> list[dict]:
     lud_settings = {k: getattr(cfg, k) for k in LUD_FIELDS if k not in ("lud_targets", "lud_data")}
     lud = [{"lud": target, "data": data, "base": trainings[target] if data == "text" else code_bases[target],
             "settings": {**lud_settings, "seed": cfg.seed}} for data in cfg.lud_data for target in cfg.lud_targets]
-    return list(trainings.values()) + decoding + list(code_bases.values()) + lud
+    rollback = [{"rollback": list(cfg.rollback_mixers), "model": PRESETS[cfg.targets[0]]["model"], "drafted": 4,
+                 "repeats": 15, "seed": cfg.seed}] if cfg.rollback_mixers else []
+    return list(trainings.values()) + decoding + list(code_bases.values()) + lud + rollback
 
 
 CODE_FILE = "data/python-stdlib-train.txt"  # under OUT: the code base models' training text
@@ -149,6 +159,8 @@ def measure(job: dict, ctx: Context) -> dict:
         return train_in_folder(job, ctx.out_dir / "models" / job["train"], job["train"], ctx.progress)
     if "lud" in job:
         return measure_lud(job, ctx.out_dir, ctx.progress)
+    if "rollback" in job:
+        return measure_prefix_states(job)
     return measure_decoding(job, ctx.out_dir / "models", ctx.progress)
 
 
@@ -264,7 +276,7 @@ def measure_rollback(model, prompt: torch.Tensor, drafted: int = 4, repeats: int
     state: KV caches only, else None), ``rerun`` (the m tokens in one parallel call from the kept
     state, what verify does otherwise) and ``step_rerun`` (the m tokens one ``step`` at a time)."""
     from ..decoding import verify
-    from ..decoding.rewind import rewind
+    from ..decoding.rewind import can_keep_prefix_states, rewind
 
     with torch.no_grad():
         _, state = model(prompt[:, :-1])
@@ -290,7 +302,42 @@ def measure_rollback(model, prompt: torch.Tensor, drafted: int = 4, repeats: int
                   "step_rerun": statistics.fmean(timed(lambda m=m: step_rerun(m)) for m in ms),
                   "rewind": statistics.fmean(timed(lambda m=m: rewind(end, drafted - m)) for m in ms) if can_rewind
                   else None}
-    return {"drafted": drafted, **{f"{k}_ms": v for k, v in result.items()}}
+    return {"drafted": drafted, **{f"{k}_ms": v for k, v in result.items()}, "prefix": can_keep_prefix_states(model)}
+
+
+def measure_prefix_states(job: dict) -> dict:
+    """Per mixer of ``job["rollback"]``: a verification call of ``drafted`` tokens followed by the state after m
+    of them (m = 1 .. drafted - 1), with the call keeping every prefix's state (``prefix``) or without it and a
+    parallel re-run of the m tokens (``rerun``), and the verification call alone (``verify``); ms per
+    verification (mean over m), median of ``repeats`` interleaved rounds. Random weights of the target preset's
+    shape (``job["model"]`` with the mixer swapped): the cost does not depend on them."""
+    from ..decoding import verify
+    from ..models import CausalLM, ModelConfig
+    from .timing import measure_interleaved
+
+    rows, drafted = [], job["drafted"]
+    for mixer in job["rollback"]:
+        torch.manual_seed(job["seed"])
+        model = CausalLM(ModelConfig.from_dict({**job["model"], "mixer": mixer})).eval()
+        g = torch.Generator().manual_seed(job["seed"])
+        prompt, tokens = (torch.randint(0, model.config.vocab_size, (1, n), generator=g) for n in (64, drafted))
+        with torch.no_grad():
+            state = model(prompt)[1]
+
+        @torch.no_grad()
+        def rounds(prefix: bool | None) -> None:
+            for m in range(1, drafted):
+                v = verify(model, state, tokens, prefix_states=bool(prefix))
+                if prefix is not None:
+                    v.state_after(m)
+
+        t = measure_interleaved({"prefix": lambda: rounds(True), "rerun": lambda: rounds(False),
+                                 "verify": lambda: rounds(None)}, repeats=job["repeats"], budget_s=math.inf,
+                                device=torch.device("cpu"))
+        ms = {k: v.ms / (drafted - 1) for k, v in t.items()}
+        rows.append({"mixer": mixer, "prefix_ms": ms["prefix"], "rerun_ms": ms["rerun"], "verify_ms": ms["verify"],
+                     "used": "prefix states" if ms["prefix"] <= ms["rerun"] else "re-run"})
+    return {"rows": rows, "threads": torch.get_num_threads()}
 
 
 def measure_decoding(job: dict, models: Path, progress: bool = True) -> dict:
@@ -334,7 +381,8 @@ def measure_decoding(job: dict, models: Path, progress: bool = True) -> dict:
             if stats is not None:
                 rec.update(calls=stats.target_calls, accepted=sum(stats.accepted), rounds=len(stats.accepted),
                            rerun_tokens=stats.target_rerun_tokens, reruns=stats.target_reruns,
-                           rewinds=stats.target_rewinds, draft_calls=stats.draft_calls)
+                           rewinds=stats.target_rewinds, prefix_states=stats.target_prefix_states,
+                           draft_calls=stats.draft_calls)
             records[name].append(rec)
             bar.update(1)
     bar.close()
@@ -355,6 +403,7 @@ def measure_decoding(job: dict, models: Path, progress: bool = True) -> dict:
             row.update(depth=method.depth, **tree_size(method), mean_accepted=sum(r["accepted"] for r in recs) / rounds,
                        calls_per_token=calls / (n * len(recs)), rerun_tokens=sum(r["rerun_tokens"] for r in recs),
                        rewinds=sum(r["rewinds"] for r in recs),
+                       prefix_states=sum(r["prefix_states"] for r in recs),
                        draft_calls_per_token=sum(r["draft_calls"] for r in recs) / (n * len(recs)))
         if temperature == 0:
             row["equals_greedy"] = all(r["ids"] == p["ids"] for p, r in zip(plain, recs))
@@ -370,13 +419,17 @@ def report(cfg: DecodingBenchConfig, finished: Finished) -> Report:
     lud = [row for job, result in finished if "lud" in job for row in result["rows"]]
     threads = sorted({result["threads"] for job, result in finished if "decode" in job})
     rollback = {job["decode"]: result["rollback"] for job, result in finished if "decode" in job}
-    data = {"models": models, "rows": rows, "rollback": rollback, "lud": lud, "threads": threads}
+    prefix = [row for job, result in finished if "rollback" in job for row in result["rows"]]
+    data = {"models": models, "rows": rows, "rollback": rollback, "lud": lud, "threads": threads,
+            "prefix_states": prefix}
     return Report(render_markdown(cfg, data), data, lambda path: plot_speedup(data, path))
 
 
 def summary(job: dict, result: dict) -> str:
     if "train" in job:
         return f"{job['train']}: {result['val_bits_per_byte']:.3f} bits per byte after {result['steps']} steps"
+    if "rollback" in job:
+        return "; ".join(f"{r['mixer']}: prefix {r['prefix_ms']:.2f} ms, re-run {r['rerun_ms']:.2f} ms" for r in result["rows"])
     if "lud" in job:
         return "; ".join(f"LUD {r['target']} {r['data']} beta {r['beta']:g}: {r['tokens_per_pass']:.2f} tokens/pass, "
                          f"{r['speedup']:.2f}x, exact {r['exact_match']:.2f}" for r in result["rows"])
@@ -386,6 +439,8 @@ def summary(job: dict, result: dict) -> str:
 
 
 def _label(job: dict) -> str:
+    if "rollback" in job:
+        return "prefix states vs re-run"
     if "lud" in job:
         return f"LUD {job['lud']} on {job['data']}"
     return f"train {job['train']}" if "train" in job else f"decode {job['decode']} T={job['temperature']:g}"
@@ -412,11 +467,25 @@ def render_markdown(cfg: DecodingBenchConfig, data: dict) -> str:
         lines.append("## Rolling the target's state back after a partial acceptance\n")
         lines.append("The state after m of 4 verified tokens (mean over m = 1..3 of the median of 7 rounds): dropping "
                      "the rejected tokens from the KV caches (attention only), re-running the m tokens in one "
-                     "parallel call (what verification does for every other state), or one `step` at a time.\n")
+                     "parallel call (what verification does for states that can neither rewind nor keep prefix "
+                     "states), or one `step` at a time.\n")
         lines.append(markdown_table(["target", "rewind ms", "parallel re-run ms", "step re-run ms", "used"], [
             [name, "-" if r["rewind_ms"] is None else f"{r['rewind_ms']:.3f}", f"{r['rerun_ms']:.2f}",
-             f"{r['step_rerun_ms']:.2f}", "rewind" if r["rewind_ms"] is not None else "parallel re-run"]
+             f"{r['step_rerun_ms']:.2f}", "rewind" if r["rewind_ms"] is not None else
+             "prefix states (below)" if r.get("prefix") else "parallel re-run"]
             for name, r in data["rollback"].items()]) + "\n")
+    if data.get("prefix_states"):
+        lines.append("## Prefix states against a re-run, per recurrent mixer\n")
+        lines.append("A verification call of 4 tokens, then the state after m of them (m = 1..3): the call keeps "
+                     "every prefix's state (diagonal scans: the scan's own h_t; gated linear attention: the states "
+                     "from the parallel form, `ops.gla_prefix_states`), or it does not and the m tokens are re-run "
+                     "in one parallel call. ms per verification, the call included (median of 15 interleaved "
+                     "rounds); random weights of the first target's shape. faster: the cheaper way; verification keeps prefix "
+                     "states for every mixer that can (`recurlab/decoding/verify.py`).\n")
+        lines.append(markdown_table(["mixer", "verify alone ms", "verify + prefix state ms", "verify + re-run ms",
+                                     "faster"], [
+            [r["mixer"], f"{r['verify_ms']:.2f}", f"{r['prefix_ms']:.2f}", f"{r['rerun_ms']:.2f}", r["used"]]
+            for r in data["prefix_states"]]) + "\n")
     for temperature in cfg.temperatures:
         sub = [r for r in data["rows"] if r["temperature"] == temperature]
         if not sub:

@@ -87,6 +87,8 @@ class DecodeStats:
     target_reruns: the target calls those re-runs took (one per partly accepted round).
     target_rewinds: partly accepted rounds whose state came from dropping the rejected tokens from a KV
         cache instead (no call; recurlab/decoding/rewind.py).
+    target_prefix_states: partly accepted rounds whose state was read from the prefix states the
+        verification call kept (diagonal scans, gated linear attention; no call).
     target_positions: token positions the verification calls ran (chain: k + 1 per round; a tree: its
         nodes + 1 with tree attention, leaves x (depth + 1) as paths)."""
 
@@ -96,6 +98,7 @@ class DecodeStats:
     target_rerun_tokens: int = 0
     target_reruns: int = 0
     target_rewinds: int = 0
+    target_prefix_states: int = 0
     target_positions: int = 0
 
     @property

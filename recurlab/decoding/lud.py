@@ -317,6 +317,7 @@ def lud_passes(model, input_ids: torch.Tensor, max_new_tokens: int, max_parallel
         stats.target_rerun_tokens += v.rerun_tokens
         stats.target_reruns += v.reruns
         stats.target_rewinds += v.rewound
+        stats.target_prefix_states += v.from_prefix
         stats.accepted.append(len(accepted) - 1)
         new += len(accepted)
         unfed = accepted

@@ -238,6 +238,7 @@ def _rsd_generate(target, draft, input_ids, max_new_tokens, temperature, top_k, 
             stats.target_rerun_tokens += v.rerun_tokens
             stats.target_reruns += v.reruns
             stats.target_rewinds += v.rewound
+            stats.target_prefix_states += v.from_prefix
         depth, index = node
         stats.accepted.append(depth)
         if levels[depth].state is not None:

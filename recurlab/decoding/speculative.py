@@ -70,6 +70,7 @@ def speculative_generate(target, draft, input_ids: torch.Tensor, max_new_tokens:
         stats.target_rerun_tokens += v.rerun_tokens
         stats.target_reruns += v.reruns
         stats.target_rewinds += v.rewound
+        stats.target_prefix_states += v.from_prefix
         if accepted < draft_len:
             draft_state = draft_states[accepted]
         else:

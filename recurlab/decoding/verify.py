@@ -13,12 +13,18 @@ after m accepted tokens is
 - 0 < m < n, every part of the state a KV cache without a window (a stack of attention blocks):
   the end state without its last n - m tokens (:func:`recurlab.decoding.rewind.rewind`) — free, no
   call (counted as ``rewound``);
-- 0 < m < n otherwise (recurrent, convolutional, sliding-window and hybrid states):
-  ``model(tokens[r:r+1, :m], state)``, a re-run of the m accepted tokens from the kept state. Cost: m
-  more token positions through the target (``rerun_tokens``), in a second call (``reruns``). A
-  recurrent target could instead keep its state at every position from the parallel form; that is
-  not built (no mixer's API returns per-position states). Both ways are correct for every registered
-  mixer and depth module (tests/decoding/test_verify.py).
+- 0 < m < n, a plain stack whose blocks are diagonal scans or gated linear attention (the
+  ``prefix_states`` capability), possibly beside full attention: the scoring call itself keeps every
+  block's state after every prefix (``model(tokens, state, prefix_states=True)``) and the state after m
+  is read from them (:func:`recurlab.decoding.rewind.prefix_state`) — no second call (counted as
+  ``from_prefix``). The call costs a little more (a gla block computes n states instead of one);
+  ``recurlab bench decoding`` measures it against the re-run below, per mixer;
+- 0 < m < n otherwise (convolutional, sliding-window, other recurrent and hybrid states, depth modules
+  other than the plain stack): ``model(tokens[r:r+1, :m], state)``, a re-run of the m accepted tokens
+  from the kept state. Cost: m more token positions through the target (``rerun_tokens``), in a second
+  call (``reruns``).
+
+Every way is correct for every registered mixer and depth module (tests/decoding/test_verify.py).
 
 Trees are scored as paths: each root-to-leaf path is one batch row, all rows starting from the same
 state (``state.select``), shorter paths padded at their end (causal models: padding never changes the
@@ -34,7 +40,7 @@ import dataclasses
 import torch
 
 from ..state import State
-from .rewind import rewind
+from .rewind import can_keep_prefix_states, prefix_state, rewind
 
 
 @dataclasses.dataclass
@@ -47,9 +53,11 @@ class Verification:
     logits: torch.Tensor  # (P, n, V)
     end_state: State  # batch P: the state after each row's n tokens
     rewind: bool = True  # drop rejected tokens from states that allow it (KV caches) instead of a re-run
+    along: State | None = None  # the call's prefix states (batch P), when the model kept them
     rerun_tokens: int = 0  # tokens re-run so far by state_after
     reruns: int = 0  # target calls made so far by state_after
     rewound: int = 0  # states given by dropping tokens from the end state (no call)
+    from_prefix: int = 0  # states read from the call's prefix states (no call)
 
     def state_after(self, m: int, row: int = 0) -> State:
         """The model's state (batch 1) after the first m tokens of row ``row`` (0 <= m <= n)."""
@@ -61,6 +69,10 @@ class Verification:
         one_row = self.tokens.shape[0] == 1
         if m == n:
             return self.end_state if one_row else self.end_state.select([row])
+        if self.along is not None:  # the call kept every prefix's state
+            self.from_prefix += 1
+            earlier = prefix_state(self.along, m, n)
+            return earlier if one_row else earlier.select([row])
         earlier = rewind(self.end_state, n - m) if self.rewind else None
         if earlier is not None:  # every part of the state is a KV cache: drop the rejected tokens (views)
             self.rewound += 1
@@ -72,17 +84,23 @@ class Verification:
 
 
 @torch.no_grad()
-def verify(model, state: State, tokens: torch.Tensor, rewind: bool = True) -> Verification:
+def verify(model, state: State, tokens: torch.Tensor, rewind: bool = True, prefix_states: bool = True
+           ) -> Verification:
     """Score ``tokens`` (P, n) int64 continuing ``state`` (batch 1) in one call of ``model``.
 
     Every row continues the same state (it is selected P times). Returns a :class:`Verification`
     whose ``logits[r, i]`` (V,) are the model's logits after ``tokens[r, :i + 1]``. ``rewind=False``
-    re-runs accepted prefixes even where the state could drop the rejected tokens (for measuring)."""
+    re-runs accepted prefixes even where the state could drop the rejected tokens, ``prefix_states=False``
+    even where the call could keep every prefix's state (both for measuring)."""
     if tokens.dim() != 2 or tokens.shape[1] < 1:
         raise ValueError(f"tokens must be a (P, n) tensor with n >= 1, got {tuple(tokens.shape)}")
     if state.batch_size not in (None, 1):
         raise ValueError(f"state must hold one sequence (batch 1), got batch {state.batch_size}")
     rows = tokens.shape[0]
     start = state.select([0] * rows) if rows > 1 else state
+    if prefix_states and tokens.shape[1] > 1 and can_keep_prefix_states(model):
+        logits, along = model(tokens, start, prefix_states=True)
+        n = tokens.shape[1]
+        return Verification(model, state, tokens, logits, prefix_state(along, n, n), rewind, along)
     logits, end = model(tokens, start)
     return Verification(model, state, tokens, logits, end, rewind)

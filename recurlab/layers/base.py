@@ -28,6 +28,12 @@ its type:
     sliced_groups     ``forward`` / ``step`` take ``group=(size, offset)`` (sliced group attention)
     tree_attention    ``forward`` takes ``tree=TokenTree(parents)``: the tokens are a tree, each seeing the
                       state's tokens and its ancestors (layers/tree.py; full attention only)
+    prefix_states     ``forward`` takes ``prefix_states=True`` and then returns, in place of the final state,
+                      a :class:`recurlab.state.PrefixStates`: the state after every prefix of x, taken from
+                      the parallel form (written as ``mix_prefix_states``). Speculative decoding's verifier
+                      continues from any accepted prefix with it, without re-running the tokens
+                      (recurlab/decoding/verify.py). Diagonal scans (minGRU, minLSTM) and gated linear
+                      attention (gla, liger_gla) have it.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import torch
 from torch import nn
 
 from ..ops import _checks
-from ..state import NoState, State, check_state
+from ..state import NoState, PrefixStates, State, check_state
 
 
 class TokenMixer(nn.Module):
@@ -50,6 +56,7 @@ class TokenMixer(nn.Module):
     kv_attention: bool = False
     sliced_groups: bool = False
     tree_attention: bool = False
+    prefix_states: bool = False
     memory_dim: int | None = None  # width of the memory read-out produced (produces_memory) or read (reads_memory)
 
     def __init__(self, d_model: int):
@@ -61,18 +68,28 @@ class TokenMixer(nn.Module):
     # ------------------------------------------------------------------ the interface
 
     def forward(self, x: torch.Tensor, state: State | None = None, **inputs: Any) -> tuple[torch.Tensor, State]:
-        """x (B, T, d_model) -> y (B, T, d_model) and the state after these tokens."""
+        """x (B, T, d_model) -> y (B, T, d_model) and the state after these tokens (with
+        ``prefix_states=True``: a :class:`PrefixStates` of the state after every prefix)."""
         self.check_sequence(x)
         self.check_inputs(inputs)
         state = self.resolve_state(state, x)
+        prefix = inputs.pop("prefix_states", False)
+        if prefix not in (True, False):
+            raise ValueError(f"prefix_states must be True or False, got {prefix!r}")
         if x.shape[0] == 0 or x.shape[1] == 0:
             self.check_memory(inputs.get("memory"), x)
-            return torch.zeros_like(x), state
-        return self.mix(x, state, **inputs)
+            if not prefix:
+                return torch.zeros_like(x), state
+            T = x.shape[1]  # B = 0: every prefix's state is the (empty) given one
+            along = None if T == 0 else state.map_tensors(lambda t: t.unsqueeze(1).expand(t.shape[0], T, *t.shape[1:]))
+            return torch.zeros_like(x), PrefixStates(state, along, T)
+        return self.mix_prefix_states(x, state, **inputs) if prefix else self.mix(x, state, **inputs)
 
     def step(self, x_t: torch.Tensor, state: State | None = None, **inputs: Any) -> tuple[torch.Tensor, State]:
         """x_t (B, d_model) -> y_t (B, d_model) and the state after this token."""
         self.check_token(x_t)
+        if "prefix_states" in inputs:
+            raise ValueError("prefix_states= is for the parallel form (forward), not step")
         self.check_inputs(inputs)
         state = self.resolve_state(state, x_t)
         if x_t.shape[0] == 0:
@@ -120,6 +137,10 @@ class TokenMixer(nn.Module):
             return y_t, state
         raise NotImplementedError
 
+    def mix_prefix_states(self, x: torch.Tensor, state: State, **inputs: Any) -> tuple[torch.Tensor, PrefixStates]:
+        """As ``mix``, returning the state after every prefix of x (mixers with ``prefix_states``)."""
+        raise NotImplementedError
+
     def mix_with_memory(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State, torch.Tensor]:
         raise NotImplementedError
 
@@ -136,13 +157,16 @@ class TokenMixer(nn.Module):
 
     def check_inputs(self, inputs: dict) -> None:
         """A ValueError for an extra input this mixer's capabilities do not take (memory=, group=)."""
-        takes = {"memory": self.reads_memory, "group": self.sliced_groups, "tree": self.tree_attention}
+        takes = {"memory": self.reads_memory, "group": self.sliced_groups, "tree": self.tree_attention,
+                 "prefix_states": self.prefix_states}
         for key in inputs:
             if not takes.get(key, False):
                 name = getattr(self, "registry_name", type(self).__name__)
                 hint = {"group": "; sliced groups are the sliced_attention mixer",
                         "memory": "; only mixers that read a memory (gmu) take one",
-                        "tree": "; only full softmax attention scores a token tree"}.get(key, "")
+                        "tree": "; only full softmax attention scores a token tree",
+                        "prefix_states": "; only diagonal scans and gated linear attention give the state after "
+                                         "every prefix"}.get(key, "")
                 raise ValueError(f"{name} takes no {key}={hint}")
 
     def check_sequence(self, x: torch.Tensor, name: str = "x") -> None:

@@ -6,7 +6,8 @@ A subclass computes, from the input alone, the log-decay and the input of
 
 in ``gates(x) -> (log_a, b)``; this class runs it with ``recurlab.ops.diag_scan``
 (parallel form) or ``diag_step`` (one token), maps h back to d_model with
-``self.out`` and offers h as the memory read-out.
+``self.out`` and offers h as the memory read-out. The scan's h_t is the state after t tokens,
+so ``forward(x, state, prefix_states=True)`` gives every prefix's state at no extra cost.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from .. import ops
+from ..state import PrefixStates
 from .base import TokenMixer
 from .states import HiddenState
 
@@ -22,6 +24,7 @@ from .states import HiddenState
 class DiagonalRecurrence(TokenMixer):
     state_type = HiddenState
     produces_memory = True
+    prefix_states = True  # h_t of the scan is the state after t tokens
 
     def __init__(self, d_model: int, hidden_size: int):
         super().__init__(d_model)
@@ -36,6 +39,10 @@ class DiagonalRecurrence(TokenMixer):
     def mix_with_memory(self, x, state):
         h, h_last = ops.diag_scan(*self.gates(x), state.h)
         return self.out(h), HiddenState(h_last), h
+
+    def mix_prefix_states(self, x, state):
+        h, h_last = ops.diag_scan(*self.gates(x), state.h)
+        return self.out(h), PrefixStates(state, HiddenState(h.to(h_last.dtype)), x.shape[1])
 
     def mix_step_with_memory(self, x_t, state):
         h_t, h_next = ops.diag_step(*self.gates(x_t), state.h)

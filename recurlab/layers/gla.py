@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from ..state import PrefixStates
 from .base import TokenMixer
 from .registry import register
 from .states import MatrixState
@@ -30,6 +31,7 @@ from .states import MatrixState
 class GatedLinearAttention(TokenMixer):
     state_type = MatrixState
     produces_memory = True
+    prefix_states = True  # every prefix's S from the parallel form (ops.gla_prefix_states)
 
     def __init__(self, d_model: int, n_heads: int = 4, expand_k: float = 0.5, expand_v: float = 1.0,
                  gate_low_rank: int = 16, gate_normalizer: float = 16.0, norm_eps: float = 1e-5):
@@ -71,6 +73,12 @@ class GatedLinearAttention(TokenMixer):
         q, k, v, log_alpha = self._project(x)
         o, S = ops.gla(q, k, v, log_alpha, initial_state=state.S)
         return self._output(x, o), MatrixState(S), o.flatten(-2)
+
+    def mix_prefix_states(self, x, state):
+        q, k, v, log_alpha = self._project(x)
+        o, _ = ops.gla(q, k, v, log_alpha, initial_state=state.S, output_final_state=False)
+        along = MatrixState(ops.gla_prefix_states(k, v, log_alpha, state.S))
+        return self._output(x, o), PrefixStates(state, along, x.shape[1])
 
     def mix_step_with_memory(self, x_t, state):
         q, k, v, log_alpha = self._project(x_t)

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
-from ..state import State
+from ..state import PrefixStates, State
 from .attention import Attention, head_layout
 from .base import TokenMixer
 from .registry import register
@@ -134,6 +134,7 @@ class LigerAttention(Attention):
           state="S: Dh * Dh per head", tiny={"n_heads": 2})
 class LigerGLA(TokenMixer):
     state_type = MatrixState
+    prefix_states = True  # every prefix's S from the parallel form (ops.gla_prefix_states)
 
     def __init__(self, d_model: int, n_heads: int | None = None, n_kv_heads: int | None = None,
                  head_dim: int | None = None, qkv_bias: bool = False, out_bias: bool = False,
@@ -183,6 +184,12 @@ class LigerGLA(TokenMixer):
     def mix(self, x, state):
         o, S = ops.gla(*self._inputs(x), scale=1.0, initial_state=state.S)
         return self.o_proj(o.flatten(-2)), MatrixState(S)
+
+    def mix_prefix_states(self, x, state):
+        q, k, v, log_alpha = self._inputs(x)
+        o, _ = ops.gla(q, k, v, log_alpha, scale=1.0, initial_state=state.S, output_final_state=False)
+        along = MatrixState(ops.gla_prefix_states(k, v, log_alpha, state.S))
+        return self.o_proj(o.flatten(-2)), PrefixStates(state, along, x.shape[1])
 
     def mix_step(self, x_t, state):
         q, k, v, log_alpha = (t.squeeze(1) for t in self._inputs(x_t.unsqueeze(1)))

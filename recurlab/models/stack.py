@@ -60,14 +60,19 @@ class Stack(DepthModule):
             blocks.append(block)
         return cls(blocks, config.memory_layer)
 
-    def run(self, x: torch.Tensor, state: BlockStates, step: bool, tree: TokenTree | None = None
-            ) -> tuple[torch.Tensor, BlockStates]:
-        """``tree``: the tokens form a :class:`TokenTree` (every block must be tree attention)."""
+    def run(self, x: torch.Tensor, state: BlockStates, step: bool, tree: TokenTree | None = None,
+            prefix_states: bool = False) -> tuple[torch.Tensor, BlockStates]:
+        """``tree``: the tokens form a :class:`TokenTree` (every block must be tree attention).
+        ``prefix_states``: every block whose mixer has that capability returns a
+        :class:`~recurlab.state.PrefixStates` (the state after every prefix) in place of its final state; the
+        other blocks return theirs as usual (recurlab/decoding/verify.py takes the states it needs from them)."""
         states = list(self._check_length(state).blocks)
         if tree is not None and not all(b.mixer.tree_attention for b in self.blocks):
             names = sorted({mixer_name(b.mixer) for b in self.blocks if not b.mixer.tree_attention})
             raise ValueError(f"tree= needs every block to be full softmax attention; {', '.join(names)} cannot "
                              "score a token tree")
+        if prefix_states and (step or tree is not None or self.memory_layer is not None):
+            raise ValueError("prefix_states= is for a parallel call without tree= of a stack without memory sharing")
         extra = {} if tree is None else {"tree": tree}
         memory = None
         for i, block in enumerate(self.blocks):
@@ -76,7 +81,8 @@ class Stack(DepthModule):
             elif block.mixer.reads_memory:
                 x, states[i] = block.run(x, states[i], step, memory=memory)
             else:
-                x, states[i] = block.run(x, states[i], step, **extra)
+                own = {"prefix_states": True} if prefix_states and block.mixer.prefix_states else {}
+                x, states[i] = block.run(x, states[i], step, **extra, **own)
         return x, BlockStates(tuple(states))
 
     def init_state(self, batch_size, device=None, dtype=None) -> BlockStates:

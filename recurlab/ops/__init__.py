@@ -15,7 +15,7 @@ fails, because the attribute ``recurlab.ops.gla`` is the function).
 
 from .backends import BACKENDS, available_backends
 from .diag_scan import diag_scan, diag_step
-from .gla import gla, gla_step
+from .gla import gla, gla_prefix_states, gla_step
 from .conv import causal_conv1d, causal_conv1d_step, long_conv, long_conv_step
 from .attention import KVCache, attention, attention_step
 
@@ -30,6 +30,7 @@ __all__ = [
     "diag_scan",
     "diag_step",
     "gla",
+    "gla_prefix_states",
     "gla_step",
     "long_conv",
     "long_conv_step",

@@ -24,12 +24,17 @@ def test_jobs_train_each_model_once_then_decode_per_target_and_temperature():
     draft = next(j for j in all_jobs if j.get("train") == DRAFT)["setup"]["model"]
     assert (draft["n_layers"], draft["d_model"], draft["mixer"]) == (2, 128, "mingru")
     decodes = [(j["decode"], j["temperature"]) for j in all_jobs if "decode" in j]
-    assert len(all_jobs) == 5 + 4 + 4
+    assert len(all_jobs) == 5 + 4 + 4 + 1
     assert decodes == [("lm-attention", 0.0), ("lm-gla", 0.0), ("lm-attention", 1.0), ("lm-gla", 1.0)]
+    assert all_jobs[-1]["rollback"] == ["mingru", "minlstm", "gla", "liger_gla"]
     # a decoding job names the trainings it uses: retraining a model measures it again
-    key = harness.job_key(all_jobs[-1])
+    key = harness.job_key(all_jobs[-2])
     retrained = jobs(DecodingBenchConfig(targets=("lm-attention", "lm-gla"), temperatures=(0.0, 1.0), steps=4))
-    assert harness.job_key(retrained[-1]) != key
+    assert harness.job_key(retrained[-2]) != key
+    # the per-mixer rollback measurement does not enter the other jobs' keys
+    fewer = jobs(DecodingBenchConfig(targets=("lm-attention", "lm-gla"), temperatures=(0.0, 1.0), steps=3,
+                                     rollback_mixers=("gla",)))
+    assert [harness.job_key(j) for j in fewer[:-1]] == [harness.job_key(j) for j in all_jobs[:-1]]
 
 
 def test_bad_method_is_refused_when_the_config_is_built():
@@ -43,7 +48,7 @@ def test_bench_trains_decodes_and_reports(tmp_path):
     cfg = DecodingBenchConfig(targets=("lm-gla",), temperatures=(0.0, 1.0), methods=("chain:2", "rsd-c:2x1", "rsd-s:2x2"),
                               steps=1, prompts=2, prompt_len=8, new_tokens=6, data={"path": str(tmp_path / "t.txt")},
                               lud_targets=("lm-gla",), lud_alpha=0.005, lud_steps=2, lud_tokens=2000, lud_betas=(2.0, 0.3), lud_prompts=2,
-                              lud_prompt_len=8, lud_new_tokens=6, code_bytes=20_000)
+                              lud_prompt_len=8, lud_new_tokens=6, code_bytes=20_000, rollback_mixers=("mingru",))
     out = tmp_path / "out"
     result = harness.run(BENCHMARK, cfg, out, progress=False, echo=lambda m: None)
     assert set(result["models"]) == {"lm-gla", DRAFT, "lm-gla-code"}
@@ -67,13 +72,18 @@ def test_bench_trains_decodes_and_reports(tmp_path):
     assert all(r["rewinds"] == 0 for r in rows if r["method"] != "plain")  # a gla state cannot drop tokens
     rollback = result["rollback"]["lm-gla"]
     assert rollback["rewind_ms"] is None and rollback["rerun_ms"] > 0 and rollback["step_rerun_ms"] > 0
+    assert rollback["prefix"]  # a gla stack keeps its prefix states in the verification call
+    assert all(r["rerun_tokens"] == 0 for r in rows if r["method"] != "plain")  # states read, never re-run
+    [prefix] = result["prefix_states"]
+    assert prefix["mixer"] == "mingru" and min(prefix["prefix_ms"], prefix["rerun_ms"], prefix["verify_ms"]) > 0
     md = (out / "results.md").read_text()
-    assert "| lm-gla | - |" in md and "parallel re-run |" in md
+    assert "| lm-gla | - |" in md and "prefix states (below) |" in md
+    assert "## Prefix states against a re-run, per recurrent mixer" in md and "| mingru |" in md
     assert "## Lexical Unit Decoding" in md and "| lm-gla | code | 0.3 |" in md
     assert "## Temperature 0" in md and "| lm-gla | rsd-c:2x1 | 2 | 4 | 6 |" in md
     assert (out / "decoding.png").stat().st_size > 0
     assert (out / "models" / "lm-gla" / "model" / "config.json").exists()
     logged = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
-    assert len(logged) == 7  # three trainings, two decoding jobs, two LUD jobs: a rerun reuses them all
+    assert len(logged) == 8  # three trainings, two decoding jobs, two LUD jobs, rollback: a rerun reuses them all
     again = harness.run(BENCHMARK, cfg, out, progress=False, echo=lambda m: None)
     assert again["rows"] == rows

@@ -124,7 +124,7 @@ def test_vocabulary_extension_keeps_the_old_logits_bit_identical():
 # ------------------------------------------------------------------------------------------------- decoding
 
 
-@pytest.mark.parametrize("mixer", ["attention", "gla", "mingru"])
+@pytest.mark.parametrize("mixer", ["attention", "gla", "mingru", "rwkv"])
 def test_beta_above_one_or_one_token_per_pass_is_greedy_decoding(mixer):
     torch.manual_seed(1)
     model, _ = extend_vocabulary(CausalLM(ModelConfig(vocab_size=12, d_model=16, n_layers=2, mixer=mixer)).eval())
@@ -132,12 +132,11 @@ def test_beta_above_one_or_one_token_per_pass_is_greedy_decoding(mixer):
     greedy = model.generate(prompt, 24, temperature=0)
     ids, stats = lud_generate(model, prompt, 24, max_parallel=4, beta=1.5)
     assert torch.equal(ids, greedy) and stats.target_calls == 24 and stats.accepted == [0] * 24
-    # every pass but the last drops its placeholders: an attention cache rewinds, other states re-run the
-    # one token the pass committed before
-    if mixer == "attention":
-        assert (stats.target_rewinds, stats.target_reruns, stats.target_rerun_tokens) == (23, 0, 0)
-    else:
-        assert (stats.target_rewinds, stats.target_reruns, stats.target_rerun_tokens) == (0, 23, 23)
+    # every pass but the last drops its placeholders: an attention cache rewinds, gla and mingru read the state
+    # after the committed token from the pass's prefix states, other states re-run that one token
+    expected = {"attention": (23, 0, 0, 0), "gla": (0, 0, 0, 23), "mingru": (0, 0, 0, 23), "rwkv": (0, 23, 23, 0)}
+    assert (stats.target_rewinds, stats.target_reruns, stats.target_rerun_tokens,
+            stats.target_prefix_states) == expected[mixer]
     ids, stats = lud_generate(model, prompt, 24, max_parallel=1, beta=0.0)
     assert torch.equal(ids, greedy) and stats.target_calls == 24 and stats.target_rerun_tokens == 0
 

@@ -166,3 +166,39 @@ def test_chunk_length_adapts_to_decay(level, expected):
     want = outputs_and_grads("reference", q, k, v, log_alpha, S0)
     for name, g, e in zip(NAMES, got, want):
         assert_rel_close(g, e, 1e-5, f"level={level} {name}")
+
+
+# ------------------------------------------------------------------------ states after every prefix
+
+
+@pytest.mark.parametrize("per_head", [False, True], ids=["key-wise", "head-wise"])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_prefix_states_equal_the_step_loop(per_head, with_state):
+    from recurlab.ops import gla_prefix_states
+
+    g = torch.Generator().manual_seed(4)
+    B, T, H, K, V = 2, 7, 3, 4, 5
+    k, v = torch.randn(B, T, H, K, generator=g, dtype=torch.float64), torch.randn(B, T, H, V, generator=g, dtype=torch.float64)
+    log_alpha = -torch.rand(B, T, H, 1 if per_head else K, generator=g, dtype=torch.float64) * 3
+    S0 = torch.randn(B, H, K, V, generator=g, dtype=torch.float64) if with_state else None
+    states = gla_prefix_states(k, v, log_alpha, S0)
+    assert states.shape == (B, T, H, K, V) and states.dtype == torch.float64
+    S = S0 if with_state else torch.zeros(B, H, K, V, dtype=torch.float64)
+    for t in range(T):
+        S = torch.exp(log_alpha[:, t]).unsqueeze(-1) * S + k[:, t].unsqueeze(-1) * v[:, t].unsqueeze(-2)
+        torch.testing.assert_close(states[:, t], S, rtol=1e-12, atol=1e-12)
+
+
+def test_prefix_states_survive_extreme_decay_and_accumulate_low_precision_in_float32():
+    from recurlab.ops import gla, gla_prefix_states
+
+    g = torch.Generator().manual_seed(5)
+    q = torch.randn(1, 6, 2, 4, generator=g)
+    k, v = torch.randn(1, 6, 2, 4, generator=g), torch.randn(1, 6, 2, 4, generator=g)
+    log_alpha = torch.full((1, 6, 2, 4), -200.0)  # exp(-1200) underflows: no inf * 0
+    states = gla_prefix_states(k, v, log_alpha)
+    assert torch.isfinite(states).all()
+    torch.testing.assert_close(states[:, -1], gla(q, k, v, log_alpha)[1], rtol=1e-6, atol=1e-6)
+    assert gla_prefix_states(k.bfloat16(), v.bfloat16(), log_alpha).dtype == torch.float32
+    with pytest.raises(ValueError, match="log_alpha"):
+        gla_prefix_states(k, v, -log_alpha)
