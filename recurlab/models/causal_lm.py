@@ -116,11 +116,12 @@ class CausalLM(nn.Module):
         return save_pretrained(self, directory, tokenizer)
 
     @classmethod
-    def from_pretrained(cls, directory, map_location="cpu") -> "CausalLM":
-        """Load what :meth:`save_pretrained` wrote; mismatched files raise ValueError naming the tensors."""
+    def from_pretrained(cls, directory, map_location="cpu", dtype: torch.dtype | None = None) -> "CausalLM":
+        """Load what :meth:`save_pretrained` wrote, in eval mode (call ``.train()`` to fine-tune), in ``dtype``
+        (None: the dtype it was saved in); mismatched files raise ValueError naming the tensors."""
         from .pretrained import load_pretrained
 
-        return load_pretrained(cls, directory, map_location)
+        return load_pretrained(cls, directory, map_location, dtype)
 
     # ------------------------------------------------------------------ size
 

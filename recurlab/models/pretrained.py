@@ -83,7 +83,12 @@ def read_config(directory: str | Path) -> dict:
     return meta
 
 
-def load_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu"):
+def load_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu",
+                    dtype: torch.dtype | None = None):
+    """The saved model in eval mode, on ``map_location``, in ``dtype`` (None: the dtype its weights were saved in,
+    so a bfloat16 file loads as bfloat16 rather than silently widened to float32)."""
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating torch.dtype (e.g. torch.bfloat16) or None, got {dtype!r}")
     meta = read_config(directory)
     model = cls(ModelConfig.from_dict(meta["model"]))
     weights_path = Path(directory) / "model.safetensors"
@@ -104,8 +109,11 @@ def load_pretrained(cls, directory: str | Path, map_location: str | torch.device
              if weights[k].shape != expected[k].shape]
     if wrong:
         raise ValueError(f"{weights_path} has tensors of the wrong shape: {', '.join(wrong)}")
-    model.load_state_dict(weights)
-    return model.to(map_location)
+    if dtype is None:
+        saved = {v.dtype for v in weights.values() if v.is_floating_point()}
+        dtype = saved.pop() if len(saved) == 1 else torch.float32
+    model.to(dtype=dtype).load_state_dict(weights)
+    return model.to(map_location).eval()
 
 
 def load_tokenizer(directory: str | Path):

@@ -64,6 +64,23 @@ def test_every_preset_round_trips_through_save_and_load(name, tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["format_version"] == 2
 
 
+def test_a_loaded_model_is_in_eval_mode_and_keeps_the_dtype_it_was_saved_in(tmp_path):
+    model = CausalLM(ModelConfig(vocab_size=16, d_model=16, n_layers=2, mixer="gla", embed_dropout=0.5)).to(torch.bfloat16)
+    model.save_pretrained(tmp_path)
+    loaded = CausalLM.from_pretrained(tmp_path)
+    assert not loaded.training  # dropout off: two calls agree
+    assert {p.dtype for p in loaded.parameters()} == {torch.bfloat16}
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)
+    ids = torch.randint(0, 16, (1, 6))
+    with torch.no_grad():
+        assert torch.equal(loaded(ids)[0], loaded(ids)[0])
+    wide = CausalLM.from_pretrained(tmp_path, dtype=torch.float32)
+    assert {p.dtype for p in wide.parameters()} == {torch.float32}
+    with pytest.raises(ValueError, match="dtype must be a floating torch.dtype"):
+        CausalLM.from_pretrained(tmp_path, dtype=torch.int8)
+
+
 def test_a_version_1_file_written_before_the_depth_module_loads(tmp_path):
     """Format 1 had the stack's blocks at ``blocks.i`` and no depth keys in the config."""
     model = build("hybrid")
