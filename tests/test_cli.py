@@ -129,6 +129,18 @@ EXAMPLE_CHECKS = {"ops_quickstart.py": check_ops_quickstart, "layers_and_models.
                   "convert_to_liger.py": check_convert_to_liger}
 
 
+def check_vision_units(out: str):
+    degrees = numbers_after(out, "fitted degree")
+    assert len(degrees) == 4 and all(abs(d - (order + 2)) < 1e-6 for order, d in enumerate(degrees)), out
+    activator, vit = numbers_after(out, "Activator: max |logits(shuffled patches) - logits| =") + \
+        numbers_after(out, "ViT: max |logits(shuffled patches) - logits| =")
+    assert activator < 1e-5 < 1e-4 < vit, out  # a bag of patches vs a model with position embeddings
+    assert out.count("MFLOPs/image") == 5 and "relations: images (64, 1, 32, 32)" in out, out
+
+
+EXAMPLE_CHECKS["vision_units.py"] = check_vision_units
+
+
 @pytest.mark.parametrize("name", sorted(EXAMPLE_CHECKS))
 def test_example_prints_what_it_promises(name):
     EXAMPLE_CHECKS[name](run_example(name))

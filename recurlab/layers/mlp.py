@@ -10,7 +10,7 @@
 
 Hidden width: 4 d_model for mlp; 8/3 d_model (rounded up to a multiple of 8)
 for the gated ones, so all have about 8 d_model² weights. The Activator
-paper's GLU-as-core design is a model configuration of these (see docs/layers.md).
+paper's GLU-as-core image model is recurlab/vision/activator.py.
 """
 
 from __future__ import annotations
