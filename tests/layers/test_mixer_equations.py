@@ -546,7 +546,7 @@ def test_sliding_window_attention_sees_exactly_the_last_window_tokens(window):
 
 
 def test_sliced_attention_is_softmax_attention_within_causal_groups():
-    """SReT sliced group attention (Zhang et al. 2022, sec. 3.2), causal: token t attends to s <= t in its
+    """SReT sliced group attention (Shen et al. 2022, sec. 3.2), causal: token t attends to s <= t in its
     own group [0, offset), [offset, offset + G), ... (tiny: G = 4, offset = 1)."""
     m = make_mixer("sliced_attention")
     size, offset = m.group_size, m.group_offset
