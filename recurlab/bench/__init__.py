@@ -12,7 +12,7 @@ import importlib
 
 # name -> module under recurlab.bench that defines BENCHMARK
 BENCHMARKS = {"ops": "ops", "layers": "layers", "mqar": "mqar", "decode": "decode", "decoding": "decoding", "lm": "lm",
-              "recursion": "recursion", "allocator": "allocator"}
+              "recursion": "recursion", "allocator": "allocator", "convert": "convert"}
 
 
 def names() -> list[str]:
