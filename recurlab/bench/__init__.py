@@ -12,7 +12,8 @@ import importlib
 
 # name -> module under recurlab.bench that defines BENCHMARK
 BENCHMARKS = {"ops": "ops", "layers": "layers", "mqar": "mqar", "decode": "decode", "decoding": "decoding", "lm": "lm",
-              "recursion": "recursion", "allocator": "allocator", "convert": "convert"}
+              "recursion": "recursion", "allocator": "allocator",
+              "convert": "convert", "vision": "vision"}
 
 
 def names() -> list[str]:

@@ -2,6 +2,8 @@
 
 - ``hornet.py``: g^n Conv, the recursive gated convolution, HorNet blocks and a four-stage HorNet
   (Rao et al. 2022; docs/hornet.md).
+- ``convnext.py``: a small ConvNeXt (Liu et al. 2022) with HorNet's layout, the baseline that isolates
+  g^n Conv in ``recurlab bench vision``.
 - ``pflayer.py``: ResNet bottlenecks whose spatial op is a 3x3 conv, a depthwise conv or a
   parameter-free max- / average-pool (Han et al. 2022; docs/pflayer.md).
 - ``activator.py``: the Activator, a ViT whose attention is a GLU unit that mixes no tokens
@@ -16,10 +18,11 @@ backbones of their own, not token mixers of the language-model spine.
 """
 
 from .activator import Activator, ActivatorBlock, ActivatorUnit
+from .convnext import ConvNeXt
 from .hornet import GnConv, HorNet, HorNetBlock
 from .pflayer import Bottleneck, BottleneckResNet
 from .sret import SReT
 from .vit import ViT
 
-__all__ = ["Activator", "ActivatorBlock", "ActivatorUnit", "Bottleneck", "BottleneckResNet", "GnConv", "HorNet",
-           "HorNetBlock", "SReT", "ViT"]
+__all__ = ["Activator", "ActivatorBlock", "ActivatorUnit", "Bottleneck", "BottleneckResNet", "ConvNeXt", "GnConv",
+           "HorNet", "HorNetBlock", "SReT", "ViT"]

@@ -1,0 +1,597 @@
+"""``recurlab bench vision``: the gated / recursive vision backbones at matched size, one recipe, real and synthetic images.
+
+For every (data set, model, seed) it builds the model at about ``params_target`` parameters, trains it with the
+shared recipe (below) and measures
+
+    params        trainable parameters of the model as trained (in_chans 1, the data set's classes)
+    MFLOPs        forward FLOPs of one image, counted by ``torch.utils.flop_counter.FlopCounterMode``: 2 per
+                  multiply-add of every conv and matmul (the ViT's attention is written out as matmuls: the counter
+                  gives SDPA 0 on CPU); norms, activations, softmax, pools and element-wise products are not
+                  counted (so a max-pool counts 0)
+    train img/s   batch_size / the median time of one training step (forward, backward, AdamW step) on a copy of
+                  the trained model; infer img/s: batch_size / the median time of an eval-mode forward, no grad.
+                  Both timed round-robin (``timing.measure_interleaved``) inside the job, on this CPU
+    top-1         accuracy on the test split after the last epoch (no model selection: the test split is never
+                  used to pick weights or epochs)
+
+Models (``MODELS``; widths per family picked by :func:`pick_widths`, a small search over a fixed grid):
+
+    hornet              HorNet, g^n Conv orders (2, 3, 4, 5) by stage (Rao et al. 2022)
+    hornet-n1..n5       the order ablation: the same depths and widths, every stage at order n
+    convnext            ConvNeXt (Liu et al. 2022) with HorNet's depths and layout: the block's spatial op is a
+                        7x7 depthwise conv, so hornet vs convnext isolates g^n Conv (recurlab/vision/convnext.py)
+    resnet-conv         BottleneckResNet, 3x3 conv in every bottleneck (Han et al. 2022's baseline)
+    resnet-dwconv       the same widths, 3x3 depthwise conv
+    resnet-maxpool      the same widths, 3x3 max-pool (PfLayer: no parameters in the spatial op)
+    resnet-avgpool      the same widths, 3x3 average pool
+    activator           Activator (Abdullah & Aydin 2024): ViT with the attention replaced by a GLU unit
+    activator-light     Activator without the FFN
+    vit                 a small ViT (4 heads, depth 4), the Activator's baseline
+
+Recipe (docs/vision-bench.md): AdamW (β 0.9/0.999, weight decay on weight matrices and conv kernels only),
+linear warm-up then cosine to 1% of ``lr``, label smoothing, the data set's augmentation (random crop; for
+relations also the relabelled flip), inputs normalised by the training split's mean and std, batch
+``batch_size``, ``epochs[dataset]`` epochs, through :func:`recurlab.train.loop.train_epochs` (a bar per job
+that advances every step with the loss). Writes results.json, results.md and vision.png.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import statistics
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..configs import check_fields, param
+from .harness import Benchmark, Context, Finished, Report, settings
+from .report import markdown_table
+from .timing import measure_interleaved
+
+DATASETS = ("mnist5k", "digits", "relations")
+HORNET_ORDERS = tuple(f"hornet-n{n}" for n in range(1, 6))
+RESNETS = ("resnet-conv", "resnet-dwconv", "resnet-maxpool", "resnet-avgpool")
+MODELS = ("hornet", *HORNET_ORDERS, "convnext", *RESNETS, "activator", "activator-light", "vit")
+# fields that only shape the report: they stay out of the jobs' keys
+REPORT_ONLY = ("tolerance",)
+# per-data-set fields: a job holds its own set's value only
+PER_SET = ("epochs", "image_size")
+
+# the paper each model comes from, for the tables
+PAPERS = {"hornet": "Rao et al. 2022", "convnext": "Liu et al. 2022", "resnet": "Han et al. 2022",
+          "activator": "Abdullah & Aydin 2024", "vit": "Dosovitskiy et al. 2021"}
+
+
+def _check_per_set(name: str, value: dict, low: int) -> None:
+    for key, v in value.items():
+        if key not in DATASETS:
+            raise ValueError(f"{name} has an unknown data set {key!r}; valid: {', '.join(DATASETS)}")
+        if v < low:
+            raise ValueError(f"{name}.{key} must be >= {low}, got {v}")
+
+
+@dataclass
+class VisionBenchConfig:
+    datasets: tuple[str, ...] = param(("mnist5k", "relations"), axis=True, choices=DATASETS)
+    models: tuple[str, ...] = param(MODELS, axis=True, choices=MODELS)
+    seeds: tuple[int, ...] = param((0,), axis=True, ge=0)
+    # epochs per data set (relations stays at 50% for many epochs before the relation is found)
+    epochs: dict[str, int] = param(factory=lambda: {"mnist5k": 30, "digits": 30, "relations": 40})
+    # the side every image is brought to (real sets: bilinear resize; relations: the canvas); patchify models use
+    # patch = image_size // 8 (an 8 x 8 grid of tokens at their first stage), the ResNets see every pixel
+    image_size: dict[str, int] = param(factory=lambda: {"mnist5k": 32, "digits": 32, "relations": 32})
+    max_train: int | None = param(None, ge=1)  # a fixed random N of each set's training images (None: all)
+    max_test: int | None = param(None, ge=1)  # a fixed random N of the test images (None: all)
+    params_target: int = param(500_000, ge=1000)
+    batch_size: int = param(128, ge=1)
+    lr: float = param(2e-3, gt=0)
+    weight_decay: float = param(0.05, ge=0)
+    warmup: float = param(0.05, ge=0, lt=1)  # fraction of the steps spent in the linear warm-up
+    min_lr_ratio: float = param(0.01, ge=0, le=1)
+    label_smoothing: float = param(0.1, ge=0, lt=1)
+    drop_path: float = param(0.0, ge=0, lt=1)  # stochastic depth of HorNet and ConvNeXt (last block's rate)
+    eval_every: int = param(0, ge=0)  # test accuracy every N epochs as a learning curve (0: after the last only)
+    speed_repeats: int = param(5, ge=1)
+    speed_budget_s: float = param(10.0, gt=0)
+    tolerance: float = param(2.0, ge=0)  # accuracy points within which two models count as "close" in the report
+
+    def __post_init__(self):
+        check_fields(self)
+        self.epochs = {**VisionBenchConfig.__dataclass_fields__["epochs"].default_factory(), **self.epochs}
+        self.image_size = {**VisionBenchConfig.__dataclass_fields__["image_size"].default_factory(),
+                           **self.image_size}
+        _check_per_set("epochs", self.epochs, 1)
+        _check_per_set("image_size", self.image_size, 8)
+        for name, size in self.image_size.items():
+            if size % 8:
+                raise ValueError(f"image_size.{name} must be a multiple of 8 (patch = image_size // 8), got {size}")
+        if self.image_size["relations"] < 16:
+            raise ValueError(f"image_size.relations must be >= 16 (the relations canvas), got "
+                             f"{self.image_size['relations']}")
+        for name in ("datasets", "models", "seeds"):
+            values = getattr(self, name)
+            if not values:
+                raise ValueError(f"{name} must not be empty")
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} has duplicates: {values}")
+
+    @classmethod
+    def quick(cls, **overrides) -> "VisionBenchConfig":
+        """Two or three minutes on one thread: 512 training images, 2 epochs, every model and both default sets.
+        The accuracies mean little; it checks the whole path."""
+        return cls(**{"epochs": {"mnist5k": 2, "digits": 2, "relations": 2}, "max_train": 512, "max_test": 256,
+                      "batch_size": 64, "params_target": 200_000, "speed_repeats": 2, "speed_budget_s": 2.0,
+                      **overrides})
+
+
+# ---------------------------------------------------------------------------------------------------- models
+
+
+def _count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+HORNET_DEPTHS = tuple((a, a, c, a) for a in (1, 2) for c in range(1, 10))
+HORNET_BASES = (16, 32, 48, 64)  # every stage width divisible by 2^(5-1): hornet-n5 runs at the same widths
+
+
+def _family(model: str) -> str:
+    if model.startswith("hornet"):
+        return "hornet"
+    if model.startswith("resnet"):
+        return "resnet"
+    return model
+
+
+def _build_family(family: str, width, *, classes: int, size: int, model: str = "", drop_path: float = 0.0):
+    from ..vision import Activator, BottleneckResNet, HorNet, ViT
+    from ..vision.convnext import ConvNeXt
+
+    patch = size // 8
+    if family == "hornet":
+        depths, base = width
+        orders = (2, 3, 4, 5) if model in ("", "hornet") else (int(model[-1]),) * 4
+        return HorNet(1, classes, depths, (base, 2 * base, 4 * base, 8 * base), orders, patch_size=patch,
+                      drop_path_rate=drop_path)
+    if family == "convnext":
+        depths, base = width
+        return ConvNeXt(1, classes, depths, (base, 2 * base, 4 * base, 8 * base), patch_size=patch,
+                        drop_path_rate=drop_path)
+    if family == "resnet":
+        spatial = model.split("-", 1)[1] if model else "conv"
+        return BottleneckResNet(classes, 1, (2, 2, 2), (width, 2 * width, 4 * width), spatial=spatial)
+    if family in ("activator", "activator-light"):
+        return Activator(size, patch, classes, width, 4, light=family == "activator-light", in_chans=1, dropout=0.0)
+    if family == "vit":
+        return ViT(size, patch, classes, width, 4, n_heads=4, in_chans=1)
+    raise ValueError(f"unknown model family {family!r}")
+
+
+def _candidates(family: str, hornet_depths=None) -> list[list]:
+    """The search grid of a family, as runs of grid points whose parameter count grows along the run."""
+    if family == "hornet":
+        return [[((a, a, c, a), b) for c in range(1, 10)] for b in HORNET_BASES for a in (1, 2)]
+    if family == "convnext":
+        return [[(hornet_depths, b) for b in range(4, 257, 4)]]
+    if family == "resnet":
+        return [list(range(4, 129, 2))]
+    return [list(range(16, 513, 8))]  # activator, activator-light, vit (4 heads)
+
+
+@functools.lru_cache(maxsize=None)
+def pick_widths(family: str, target: int, classes: int, size: int):
+    """The grid point of ``family`` whose parameter count (as built for ``classes`` and ``size``) is nearest to
+    ``target`` on a log scale (ties: the first found, the smaller model).
+
+    hornet: (depths, base) with depths (a, a, c, a), a in 1..2, c in 1..9, stage widths base x (1, 2, 4, 8),
+    base in 16, 32, 48, 64 (shared by hornet and hornet-n1..n5); convnext: base in 4..256 step 4 at hornet's
+    depths; resnet: stages (2, 2, 2), widths w x (1, 2, 4), w in 4..128 step 2, picked for resnet-conv and shared by
+    the other three spatial ops (the PfLayer comparison is at equal widths, as in the paper); activator,
+    activator-light and vit: depth 4, dim in 16..512 step 8, each picked on its own. Along each run of the grid
+    the search stops at the first model above the target (the counts only grow from there).
+    """
+    hornet_depths = pick_widths("hornet", target, classes, size)[0] if family == "convnext" else None
+    best, best_gap = None, math.inf
+    for run in _candidates(family, hornet_depths):
+        for width in run:
+            count = _count(_build_family(family, width, classes=classes, size=size))
+            gap = abs(math.log(count / target))
+            if gap < best_gap - 1e-12:
+                best, best_gap = width, gap
+            if count > target:
+                break
+    return best
+
+
+def build_model(model: str, *, classes: int, size: int, target: int, drop_path: float = 0.0) -> nn.Module:
+    """``model`` (one of :data:`MODELS`) for 1-channel ``size`` x ``size`` images and ``classes`` classes, at the
+    widths :func:`pick_widths` gives its family for ``target`` parameters."""
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; valid: {', '.join(MODELS)}")
+    family = _family(model)
+    width = pick_widths(family, target, classes, size)
+    return _build_family(family, width, classes=classes, size=size, model=model, drop_path=drop_path)
+
+
+def describe_widths(model: str, *, classes: int, size: int, target: int) -> str:
+    family = _family(model)
+    width = pick_widths(family, target, classes, size)
+    if family in ("hornet", "convnext"):
+        depths, base = width
+        return f"depths {depths}, dims {(base, 2 * base, 4 * base, 8 * base)}, patch {size // 8}"
+    if family == "resnet":
+        return f"stages (2, 2, 2), widths {(width, 2 * width, 4 * width)}, full resolution"
+    return f"dim {width}, depth 4, patch {size // 8}" + (", 4 heads" if family == "vit" else "")
+
+
+def flops_per_image(model: nn.Module, size: int) -> int:
+    """Forward FLOPs of one 1 x size x size image (FlopCounterMode: 2 per multiply-add of convs and matmuls)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(1, 1, size, size))
+    return int(counter.get_total_flops())
+
+
+# ------------------------------------------------------------------------------------------------------ data
+
+
+def load_data(name: str, size: int, max_train: int | None, max_test: int | None) -> dict:
+    """Train and test tensors of one set (images in [0, 1]) and the training split's mean and std. ``max_train`` /
+    ``max_test``: a random subset drawn with a fixed seed (relations: only that many are generated)."""
+    from ..vision import data
+
+    out = {}
+    for split, limit in (("train", max_train), ("test", max_test)):
+        if name == "relations":
+            n = data.RELATIONS_DEFAULT_N[split] if limit is None else min(limit, data.RELATIONS_DEFAULT_N[split])
+            d = data.load(name, split, size=size, n=n)
+        else:
+            d = data.load(name, split, size=size)
+        images, labels = d.images, d.labels
+        if limit is not None and limit < len(labels):
+            # a fixed random subset (the real sets' splits are sorted by class, so the first N would not do), the
+            # same for every model and seed
+            keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:limit]
+            images, labels = images[keep], labels[keep]
+        out[split] = (images.contiguous(), labels.contiguous())
+        out["classes"] = len(d.classes)
+    out["mean"] = float(out["train"][0].mean())
+    out["std"] = float(out["train"][0].std())
+    return out
+
+
+class AugmentedBatches:
+    """Shuffled mini-batches of the training split, each augmented (``vision.data.augment``) and normalised; one
+    generator for the order and the augmentation, so a run repeats given its seed."""
+
+    def __init__(self, images, labels, name: str, batch_size: int, mean: float, std: float,
+                 generator: torch.Generator):
+        self.images, self.labels, self.name = images, labels, name
+        self.batch_size, self.mean, self.std, self.generator = batch_size, mean, std, generator
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def __iter__(self):
+        from ..vision.data import augment
+
+        order = torch.randperm(len(self.labels), generator=self.generator)
+        for idx in order.split(self.batch_size):
+            x, y = augment(self.images[idx], self.labels[idx], self.name, generator=self.generator)
+            yield (x - self.mean) / self.std, y
+
+
+def accuracy(model: nn.Module, images, labels, mean: float, std: float, batch_size: int = 256) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(labels), batch_size):
+            x = (images[start:start + batch_size] - mean) / std
+            correct += int((model(x).argmax(-1) == labels[start:start + batch_size]).sum())
+    return correct / len(labels)
+
+
+def adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices and conv kernels only (not on biases, norms, layer scales or
+    position embeddings), as in the ConvNeXt / HorNet / timm recipes."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.ndim >= 2 and "pos_embed" not in name else no_decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.999))
+
+
+# --------------------------------------------------------------------------------------------------- the jobs
+
+
+def jobs(cfg: VisionBenchConfig) -> list[dict]:
+    """One job per (data set, model, seed): its own set's epochs and image size, and every shared setting."""
+    shared = {k: v for k, v in settings(cfg).items() if k not in REPORT_ONLY + PER_SET}
+    return [{"dataset": ds, "model": m, "seed": s, "epochs": cfg.epochs[ds], "image_size": cfg.image_size[ds],
+             **shared} for ds in cfg.datasets for m in cfg.models for s in cfg.seeds]
+
+
+def measure(job: dict, ctx: Context) -> dict:
+    from ..train.loop import train_epochs
+    from ..train.schedule import warmup_cosine
+
+    name, size, seed = job["dataset"], job["image_size"], job["seed"]
+    data = ctx.cached(("vision-data", name, size, job["max_train"], job["max_test"]),
+                      lambda: load_data(name, size, job["max_train"], job["max_test"]))
+    classes, mean, std = data["classes"], data["mean"], data["std"]
+    (x_train, y_train), (x_test, y_test) = data["train"], data["test"]
+    torch.manual_seed(seed)
+    model = build_model(job["model"], classes=classes, size=size, target=job["params_target"],
+                        drop_path=job["drop_path"])
+    params = _count(model)
+    flops = flops_per_image(model, size)
+
+    generator = torch.Generator().manual_seed(seed)
+    batches = AugmentedBatches(x_train, y_train, name, job["batch_size"], mean, std, generator)
+    total = job["epochs"] * len(batches)
+    optimizer = adamw(model, job["lr"], job["weight_decay"])
+    curve, epoch = [], [0]
+
+    def validate() -> dict:
+        epoch[0] += 1
+        every = job["eval_every"]
+        if every and (epoch[0] % every == 0) and epoch[0] < job["epochs"]:
+            curve.append([epoch[0], accuracy(model, x_test, y_test, mean, std)])
+        return {}
+
+    import time
+
+    start = time.perf_counter()
+    history = train_epochs(model, optimizer, partial(F.cross_entropy, label_smoothing=job["label_smoothing"]),
+                           batches, job["epochs"], validate=validate, progress=ctx.progress,
+                           lr_factor=partial(warmup_cosine, total=total, warmup=round(job["warmup"] * total),
+                                             min_ratio=job["min_lr_ratio"]),
+                           desc=f"{name} {job['model']} seed {seed}")
+    train_seconds = time.perf_counter() - start
+    top1 = accuracy(model, x_test, y_test, mean, std)
+    curve.append([job["epochs"], top1])
+    train_img_s, infer_img_s = _speeds(model, x_train, y_train, mean, std, job)
+    return {"dataset": name, "model": job["model"], "seed": seed, "params": params, "flops": flops,
+            "mflops": flops / 1e6, "widths": describe_widths(job["model"], classes=classes, size=size,
+                                                             target=job["params_target"]),
+            "top1": top1, "final_train_loss": history.window_loss[-1], "curve": curve,
+            "train_images_per_s": train_img_s, "infer_images_per_s": infer_img_s, "train_seconds": train_seconds,
+            "steps": len(history.step_loss), "threads": torch.get_num_threads(),
+            "train_images": len(y_train), "test_images": len(y_test)}
+
+
+def _speeds(model: nn.Module, x_train, y_train, mean: float, std: float, job: dict) -> tuple[float, float]:
+    """Images per second of a training step and of inference at the batch size (medians, round-robin)."""
+    bs = min(job["batch_size"], len(y_train))
+    x, y = (x_train[:bs] - mean) / std, y_train[:bs]
+    trained = copy.deepcopy(model)
+    optimizer = adamw(trained, job["lr"], job["weight_decay"])
+    loss_fn = partial(F.cross_entropy, label_smoothing=job["label_smoothing"])
+    model.eval()
+
+    def train_step():
+        trained.train()
+        loss = loss_fn(trained(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def infer():
+        with torch.no_grad():
+            model(x)
+
+    t = measure_interleaved({"train": train_step, "infer": infer}, repeats=job["speed_repeats"],
+                            budget_s=job["speed_budget_s"], device=torch.device("cpu"))
+    return bs / t["train"].median_s, bs / t["infer"].median_s
+
+
+# ---------------------------------------------------------------------------------------------------- report
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def aggregate(finished: Finished) -> dict:
+    """(dataset, model) -> the mean over seeds of every measured number, with the seeds' top-1s."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for _, row in finished:
+        groups.setdefault((row["dataset"], row["model"]), []).append(row)
+    out = {}
+    for key, rows in groups.items():
+        out[key] = {"dataset": key[0], "model": key[1], "seeds": [r["seed"] for r in rows],
+                    "top1_by_seed": [r["top1"] for r in rows], "widths": rows[0]["widths"],
+                    **{k: _mean([r[k] for r in rows]) for k in ("params", "mflops", "top1", "train_images_per_s",
+                                                                "infer_images_per_s", "train_seconds")}}
+        out[key]["top1_std"] = statistics.stdev(out[key]["top1_by_seed"]) if len(rows) > 1 else None
+    return out
+
+
+def _pct(v):
+    return "–" if v is None else f"{100 * v:.1f}"
+
+
+def _yes(flag):
+    return "–" if flag is None else ("yes" if flag else "no")
+
+
+def claims(cfg: VisionBenchConfig, agg: dict) -> list[dict]:
+    """Each paper's claim, per data set, with whether it held here (computed from the rows; None: not measured)."""
+    tol = cfg.tolerance / 100
+    out = []
+    for ds in cfg.datasets:
+        def get(m, ds=ds):
+            return agg.get((ds, m))
+
+        def acc(m):
+            return get(m)["top1"] if get(m) else None
+
+        def row(paper, claim, held, evidence, ds=ds):
+            out.append({"dataset": ds, "paper": paper, "claim": claim, "held": held, "evidence": evidence})
+
+        h, c, v = acc("hornet"), acc("convnext"), acc("vit")
+        row("HorNet", "HorNet beats ConvNeXt at similar size", None if h is None or c is None else h > c,
+            f"hornet {_pct(h)} vs convnext {_pct(c)}")
+        row("HorNet", "HorNet beats ViT at similar size", None if h is None or v is None else h > v,
+            f"hornet {_pct(h)} vs vit {_pct(v)}")
+        orders = [(n, acc(f"hornet-n{n}")) for n in range(1, 6) if acc(f"hornet-n{n}") is not None]
+        if len(orders) >= 2:
+            accs = [a for _, a in orders]
+            monotone = all(b >= a for a, b in zip(accs, accs[1:]))
+            held = "yes" if monotone else ("partly (highest order > lowest, not monotone)"
+                                           if accs[-1] > accs[0] else "no")
+        else:
+            held = None
+        row("HorNet", "accuracy rises with the order n", held,
+            ", ".join(f"n={n}: {_pct(a)}" for n, a in orders) or "not measured")
+        conv, mx = get("resnet-conv"), get("resnet-maxpool")
+        if conv and mx:
+            row("PfLayer", f"max-pool close to 3x3 conv (within {cfg.tolerance:g} points)",
+                mx["top1"] >= conv["top1"] - tol, f"maxpool {_pct(mx['top1'])} vs conv {_pct(conv['top1'])}")
+            row("PfLayer", "max-pool needs fewer FLOPs", mx["mflops"] < conv["mflops"],
+                f"{mx['mflops']:.1f} vs {conv['mflops']:.1f} MFLOPs")
+            row("PfLayer", "max-pool is faster (inference)", mx["infer_images_per_s"] > conv["infer_images_per_s"],
+                f"{mx['infer_images_per_s']:,.0f} vs {conv['infer_images_per_s']:,.0f} img/s")
+            row("PfLayer", "max-pool is faster (training)", mx["train_images_per_s"] > conv["train_images_per_s"],
+                f"{mx['train_images_per_s']:,.0f} vs {conv['train_images_per_s']:,.0f} img/s")
+        for act in ("activator", "activator-light"):
+            a, vit = get(act), get("vit")
+            if a and vit:
+                row("Activator", f"{act} competitive with ViT (within {cfg.tolerance:g} points)",
+                    a["top1"] >= vit["top1"] - tol, f"{act} {_pct(a['top1'])} vs vit {_pct(vit['top1'])}")
+                row("Activator", f"{act} costs less than ViT (FLOPs)", a["mflops"] < vit["mflops"],
+                    f"{a['mflops']:.1f} vs {vit['mflops']:.1f} MFLOPs")
+    return out
+
+
+def render_markdown(cfg: VisionBenchConfig, agg: dict, claim_rows: list[dict], threads: int | None) -> str:
+    sets = [ds for ds in cfg.datasets if any(k[0] == ds for k in agg)]
+    models = [m for m in cfg.models if any(k[1] == m for k in agg)]
+    first = sets[0] if sets else None
+    lines = ["# recurlab bench vision", "",
+             f"Every model at about {cfg.params_target:,} parameters, trained with one recipe: AdamW (lr {cfg.lr:g}, "
+             f"weight decay {cfg.weight_decay:g} on weights only), {100 * cfg.warmup:g}% linear warm-up then cosine to "
+             f"{cfg.min_lr_ratio:g} x lr, label smoothing {cfg.label_smoothing:g}, batch {cfg.batch_size}, the data "
+             f"set's augmentation; epochs: " + ", ".join(f"{ds} {cfg.epochs[ds]}" for ds in sets) + "; images: "
+             + ", ".join(f"{ds} {cfg.image_size[ds]}x{cfg.image_size[ds]}" for ds in sets)
+             + f"; seeds {', '.join(map(str, cfg.seeds))} (top-1: mean over seeds, after the last epoch, on the test "
+             "split). MFLOPs: forward, one image, torch's FlopCounterMode (2 FLOPs per multiply-add of convs, "
+             "matmuls, the ViT's attention included; norms, activations, softmax, pools and element-wise products not "
+             "counted). Images/s: "
+             f"median of timed steps at batch {cfg.batch_size} on this CPU"
+             + (f", {threads} thread(s)" if threads else "") + ".", ""]
+    if not sets:
+        return "\n".join(lines + ["No finished jobs yet.", ""])
+    header = ["model", "params", "MFLOPs/image", "train img/s", "infer img/s"] + [f"top-1 {ds} (%)" for ds in sets]
+    body = []
+    for m in models:
+        ref = agg.get((first, m)) or next((agg[(ds, m)] for ds in sets if (ds, m) in agg), None)
+        body.append([m, f"{ref['params']:,.0f}", f"{ref['mflops']:.1f}", f"{ref['train_images_per_s']:,.0f}",
+                     f"{ref['infer_images_per_s']:,.0f}"] + [_pct(agg[(ds, m)]["top1"]) if (ds, m) in agg else "–"
+                                                             for ds in sets])
+    lines += ["## All models", "", f"params, MFLOPs and images/s on {first} (the other sets differ only by the "
+              "head's classes and, where set, the image size; see the per-set tables).", "",
+              markdown_table(header, body), ""]
+    for ds in sets:
+        rows = [[m, agg[(ds, m)]["widths"], f"{agg[(ds, m)]['params']:,.0f}", f"{agg[(ds, m)]['mflops']:.1f}",
+                 f"{agg[(ds, m)]['train_images_per_s']:,.0f}", f"{agg[(ds, m)]['infer_images_per_s']:,.0f}",
+                 f"{agg[(ds, m)]['train_seconds']:.0f}", _pct(agg[(ds, m)]["top1"]),
+                 "–" if agg[(ds, m)]["top1_std"] is None else f"{100 * agg[(ds, m)]['top1_std']:.1f}"]
+                for m in models if (ds, m) in agg]
+        lines += [f"### {ds}", "", markdown_table(["model", "widths", "params", "MFLOPs/image", "train img/s",
+                                                   "infer img/s", "train s", "top-1 (%)", "std over seeds"], rows), ""]
+    sections = (("HorNet order ablation (n = 1..5)", ["hornet", *HORNET_ORDERS, "convnext"]),
+                ("PfLayer trade: the bottleneck's spatial op", list(RESNETS)),
+                ("Activator vs ViT at equal parameters", ["activator", "activator-light", "vit"]))
+    for title, names in sections:
+        present = [m for m in names if any((ds, m) in agg for ds in sets)]
+        if not present:
+            continue
+        rows = []
+        for m in present:
+            ref = agg.get((first, m)) or next(agg[(ds, m)] for ds in sets if (ds, m) in agg)
+            rows.append([m, f"{ref['params']:,.0f}", f"{ref['mflops']:.1f}", f"{ref['train_images_per_s']:,.0f}",
+                         f"{ref['infer_images_per_s']:,.0f}"] + [_pct(agg[(ds, m)]["top1"]) if (ds, m) in agg
+                                                                 else "–" for ds in sets])
+        lines += [f"## {title}", "", markdown_table(header, rows), ""]
+        paper = {"HorNet": "HorNet", "PfLayer": "PfLayer", "Activator": "Activator"}[title.split()[0]]
+        mine = [c for c in claim_rows if c["paper"] == paper]
+        if mine:
+            lines += [markdown_table(["data set", "the paper's claim", "held here?", "numbers"],
+                                     [[c["dataset"], c["claim"], c["held"] if isinstance(c["held"], str)
+                                       else _yes(c["held"]), c["evidence"]] for c in mine]), ""]
+    lines += ["The papers' claims: HorNet (Rao et al. 2022) beats ConvNeXt and ViT-style models (Swin) of similar "
+              "size and accuracy rises with the order n; PfLayer (Han et al. 2022) ResNet-50 with max-pool loses "
+              "1.9 points on ImageNet (74.3 vs 76.2) with fewer parameters and FLOPs and runs faster; Activator "
+              f"(Abdullah & Aydin 2024) is competitive with a ViT at lower cost. \"close\"/\"competitive\": within "
+              f"{cfg.tolerance:g} accuracy points here (the report's tolerance setting).", ""]
+    return "\n".join(lines)
+
+
+def report(cfg: VisionBenchConfig, finished: Finished) -> Report:
+    agg = aggregate(finished)
+    claim_rows = claims(cfg, agg)
+    threads = finished[0][1].get("threads") if finished else None
+    rows = [dict(row) for _, row in finished]
+    summary = [agg[k] for k in agg]
+    return Report(render_markdown(cfg, agg, claim_rows, threads), {"rows": rows, "summary": summary,
+                                                                   "claims": claim_rows},
+                  lambda path: plot_vision(cfg, agg, path))
+
+
+def plot_vision(cfg: VisionBenchConfig, agg: dict, path: Path) -> None:
+    """Accuracy against MFLOPs (top row) and against inference images/s (bottom row), one column per data set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401  (matplotlib.ticker below)
+
+    sets = [ds for ds in cfg.datasets if any(k[0] == ds for k in agg)] or list(cfg.datasets[:1])
+    fig, axes = plt.subplots(2, len(sets), figsize=(6 * len(sets), 9), squeeze=False)
+    colors = {"hornet": "tab:red", "convnext": "tab:blue", "resnet": "tab:green", "activator": "tab:purple",
+              "activator-light": "tab:pink", "vit": "tab:orange"}
+    for j, ds in enumerate(sets):
+        for i, (key, label) in enumerate((("mflops", "MFLOPs per image (forward)"),
+                                          ("infer_images_per_s", "inference images/s (this CPU)"))):
+            ax = axes[i][j]
+            for (d, m), r in agg.items():
+                if d != ds or not r[key]:
+                    continue
+                ax.scatter(r[key], 100 * r["top1"], color=colors.get(_family(m), "tab:gray"),
+                           marker="o" if m in ("hornet", "convnext", "vit", "activator", "resnet-conv") else "^")
+                ax.annotate(m, (r[key], 100 * r["top1"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap on short ranges
+            ax.set_xlabel(label)
+            ax.set_ylabel("top-1 (%)")
+            ax.set_title(ds)
+            ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle(f"recurlab bench vision: about {cfg.params_target:,} parameters per model")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def label(job: dict) -> str:
+    return f"{job['dataset']} {job['model']} seed {job['seed']}"
+
+
+def summary(job: dict, result: dict) -> str:
+    return (f"{result['dataset']:>9} {result['model']:<16} seed {result['seed']}: top-1 {100 * result['top1']:.1f}%, "
+            f"{result['params']:,} params, {result['mflops']:.1f} MFLOPs, {result['train_images_per_s']:,.0f} train / "
+            f"{result['infer_images_per_s']:,.0f} infer img/s, trained in {result['train_seconds']:.0f} s")
+
+
+BENCHMARK = Benchmark("vision", VisionBenchConfig, jobs, measure, report, plot_file="vision.png", label=label,
+                      summary=summary)
