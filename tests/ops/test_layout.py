@@ -6,7 +6,7 @@ from recurlab import ops
 
 PUBLIC = {
     "BACKENDS", "KVCache", "attention", "attention_step", "available_backends", "causal_conv1d",
-    "causal_conv1d_step", "diag_scan", "diag_step", "gla", "gla_step", "long_conv", "long_conv_step",
+    "causal_conv1d_step", "diag_scan", "diag_step", "gla", "gla_prefix_states", "gla_step", "long_conv", "long_conv_step",
 }
 
 # op -> (package, {backend name: module holding it})
