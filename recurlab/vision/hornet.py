@@ -64,6 +64,8 @@ def _check_image(name: str, x, channels: int, what: str) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"{name} must be a 4-D tensor (B, {what}={channels}, H, W), got {shape}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must have a floating dtype (float16, bfloat16, float32 or float64), got {x.dtype}")
     if x.shape[1] != channels:
         raise ValueError(f"{name} must have {what}={channels} channels in dim 1 (B, C, H, W), "
                          f"got shape {tuple(x.shape)}")

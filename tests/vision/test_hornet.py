@@ -378,3 +378,13 @@ def test_bad_inputs_are_refused_with_the_expected_shape():
         model(torch.randn(2, 1, 32, 32))
     with pytest.raises(ValueError, match=r"H and W must be >= 8 x patch_size = 32.*\(2, 3, 16, 16\)"):
         model(torch.randn(2, 3, 16, 16))
+
+
+@pytest.mark.parametrize("build", [lambda: HorNet(), lambda: GnConv(8, order=2)])
+def test_integer_images_and_empty_batches(build):
+    model = build().eval()
+    channels = 3 if isinstance(model, HorNet) else 8
+    with pytest.raises(ValueError, match="floating dtype"):
+        model(torch.zeros(2, channels, 32, 32, dtype=torch.int64))
+    out = model(torch.zeros(0, channels, 32, 32))
+    assert out.shape[0] == 0
