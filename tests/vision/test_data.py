@@ -170,6 +170,28 @@ def test_one_shape_and_its_position_carry_no_label_information_but_the_pair_does
     assert r_col[labels == 1].mean() - r_col[labels == 0].mean() > 5  # R sits right of O when O is left
 
 
+def test_relations_square_keeps_the_square_as_reference_and_needs_the_other_shape():
+    """reference="square": R is always the square, O a circle or a cross (about half each, independent of the
+    class); the labels come from the centres. The square's position alone is a partial cue only (on a bounded
+    canvas a square near the left edge has the other shape on its right more often): a lookup table from the
+    square's position to the most frequent label, fitted on 8,000 images, stays near 50% on fresh ones."""
+    _, labels, layout = make_relations(8000, seed=4, reference="square", return_layout=True)
+    assert (layout.types[:, 0] == 0).all() and set(layout.types[:, 1].tolist()) == {1, 2}
+    assert torch.equal(labels, relation_labels(layout.centers))
+    assert torch.bincount(labels, minlength=4).tolist() == [2000] * 4
+    for c in range(4):
+        assert abs((layout.types[labels == c, 1] == 1).float().mean().item() - 0.5) < 0.05
+    _, test_labels, test_layout = make_relations(2000, seed=5, reference="square", return_layout=True)
+    table = {}
+    for (row, col), label in zip(layout.centers[:, 0].tolist(), labels.tolist()):
+        table.setdefault((row, col), torch.zeros(4))[label] += 1
+    guess = torch.tensor([int(table.get((row, col), torch.zeros(4)).argmax()) for row, col
+                          in test_layout.centers[:, 0].tolist()])
+    assert 0.35 < (guess == test_labels).float().mean().item() < 0.6
+    data = load("relations-square", "test", n=40, size=16)
+    assert data.images.shape == (40, 1, 16, 16) and data.classes == RELATION_CLASSES
+
+
 def test_relation_labels_reject_unaligned_centres():
     with pytest.raises(ValueError, match="centers"):
         relation_labels(torch.tensor([[[5, 5], [9, 12]]]))
@@ -230,6 +252,7 @@ def test_flipped_relations_are_relabelled_and_digits_are_never_flipped():
     (lambda: make_relations(10, noise=2.0), "noise"),
     (lambda: make_relations(10, distractors=-1), "distractors"),
     (lambda: sample_relations_layout(10, seed=1.5), "seed"),
+    (lambda: make_relations(10, reference="circle"), "reference"),
     (lambda: fixed_split(np.zeros(3), "val"), "split"),
     (lambda: augment(torch.zeros(2, 1, 8, 8), torch.zeros(2, dtype=torch.long), "mnist"), "name"),
     (lambda: augment(torch.zeros(2, 1, 8, 8), torch.zeros(2, dtype=torch.long), "digits", hflip=True), "hflip"),
