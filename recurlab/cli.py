@@ -5,6 +5,7 @@
     recurlab bench NAME [--quick]       a benchmark (ops, layers, mqar, decode, decoding, lm, recursion, allocator,
                                         convert, vision); resumes from --out
     recurlab train --preset lm-gla      a language model (or --config FILE; without either, a synthetic task)
+    recurlab train --task vision --set model=hornet      an image classifier (recurlab.vision)
     recurlab generate --checkpoint D --prompt TEXT       continue a prompt with a saved model, streaming
     recurlab generate ... --draft D2 --method rsd-c      the same distribution by speculative decoding
     recurlab generate --checkpoint LUD --method lud      several tokens per call from an LUD-tuned model
@@ -97,6 +98,13 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_train(args) -> int:
+    if args.task == "vision":
+        from .vision.train import run_from_cli as run_vision
+
+        if args.preset:
+            raise ValueError("--preset names a language model; --task vision takes --set model=NAME")
+        run_vision(args.config, args.set, args.out, args.resume, args.overwrite, not args.no_progress)
+        return 0
     from .train.lm import run_from_cli
 
     run_from_cli(args.preset, args.config, args.set, args.out, args.resume, not args.no_progress, args.overwrite)
@@ -190,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import bench, recipes
     from .train.lm import PRESETS, LMSetup, SamplingConfig
     from .train.tasks import SyntheticTraining
+    from .vision.train import VisionTraining
 
     parser = _Parser(prog="recurlab", description="Efficient gated recurrent and recursive units.")
     parser.add_argument("--version", action="version", version=f"recurlab {__version__}")
@@ -207,9 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = _command(sub, "train", _cmd_train, "train a language model (--preset/--config) or, without either, a "
                      "model on a synthetic task; resumable, runs under torchrun too", "config", "set", "progress",
                      epilog=_keys("language models, e.g. --preset lm-gla", LMSetup, LMSetup.preset("lm-gla")) + "\n\n"
-                     + _keys("synthetic tasks (no --preset or --config)", SyntheticTraining))
+                     + _keys("synthetic tasks (no --preset or --config)", SyntheticTraining) + "\n\n"
+                     + _keys("image classifiers (--task vision)", VisionTraining))
+    train.add_argument("--task", choices=["vision"], help="vision: an image classifier of recurlab.vision "
+                       "(default: a language model with --preset/--config, else a synthetic sequence task)")
     train.add_argument("--preset", choices=list(PRESETS), help="a language-model preset")
-    train.add_argument("--out", help="folder for checkpoint.pt, metrics.jsonl and the model (default runs/PRESET)")
+    train.add_argument("--out", help="folder for checkpoint.pt, metrics.jsonl and the model (default runs/PRESET; "
+                       "vision: runs/MODEL-DATASET)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     train.add_argument("--overwrite", action="store_true", help="start again in an OUT that holds a run")
     gen = _command(sub, "generate", _cmd_generate, "continue a prompt with a saved model, streaming the text", "set",

@@ -1,3 +1,4 @@
+import ast
 import json
 import re
 import subprocess
@@ -139,6 +140,17 @@ def check_vision_units(out: str):
 
 
 EXAMPLE_CHECKS["vision_units.py"] = check_vision_units
+
+
+def check_train_vision_classifier(out: str):
+    top1 = numbers_after(out, "test top-1")
+    assert len(top1) == 1 and top1[0] > 80, out  # the relation is learned (the square's position alone: ~49%)
+    assert "files: checkpoint.pt, curves.png, metrics.jsonl, model, summary.json, train_config.json" in out, out
+    predicted, true = (re.search(rf"^{k}: *(\[.*\])$", out, re.M).group(1) for k in ("predicted", "true"))
+    assert len(ast.literal_eval(predicted)) == len(ast.literal_eval(true)) == 8, out
+
+
+EXAMPLE_CHECKS["train_vision_classifier.py"] = check_train_vision_classifier
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLE_CHECKS))

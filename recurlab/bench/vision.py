@@ -14,7 +14,8 @@ shared recipe (below) and measures
     top-1         accuracy on the test split after the last epoch (no model selection: the test split is never
                   used to pick weights or epochs)
 
-Models (``MODELS``; widths per family picked by :func:`pick_widths`, a small search over a fixed grid):
+Models (``recurlab.vision.zoo.MODELS``; widths per family picked by ``zoo.pick_widths``, a small search over a
+fixed grid):
 
     hornet              HorNet, g^n Conv orders (2, 3, 4, 5) by stage (Rao et al. 2022)
     hornet-n1..n5       the order ablation: the same depths and widths, every stage at order n
@@ -27,6 +28,8 @@ Models (``MODELS``; widths per family picked by :func:`pick_widths`, a small sea
     activator           Activator (Abdullah & Aydin 2024): ViT with the attention replaced by a GLU unit
     activator-light     Activator without the FFN
     vit                 a small ViT (4 heads, depth 4), the Activator's baseline
+    sret                SReT (Shen, Liu & Xing 2022): SReT-T's layout, every block applied twice
+    sret-n1             the same widths and blocks applied once (recursion vs no recursion)
 
 Recipe (docs/vision-bench.md): AdamW (β 0.9/0.999, weight decay on weight matrices and conv kernels only),
 linear warm-up then cosine to 1% of ``lr``, label smoothing, the data set's augmentation (random crop; for
@@ -38,8 +41,6 @@ that advances every step with the loss). Writes results.json, results.md and vis
 from __future__ import annotations
 
 import copy
-import functools
-import math
 import statistics
 from dataclasses import dataclass
 from functools import partial
@@ -50,14 +51,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..configs import check_fields, param
+from ..vision.train import AugmentedBatches, accuracy, adamw, load_data
+from ..vision.zoo import (HORNET_ORDERS, MODELS, RESNETS, SRETS, build_from_spec, count_parameters, describe_widths,
+                          family, flops_per_image, model_spec)
 from .harness import Benchmark, Context, Finished, Report, settings
 from .report import markdown_table
 from .timing import measure_interleaved
 
-DATASETS = ("mnist5k", "digits", "relations")
-HORNET_ORDERS = tuple(f"hornet-n{n}" for n in range(1, 6))
-RESNETS = ("resnet-conv", "resnet-dwconv", "resnet-maxpool", "resnet-avgpool")
-MODELS = ("hornet", *HORNET_ORDERS, "convnext", *RESNETS, "activator", "activator-light", "vit")
+DATASETS = ("mnist5k", "digits", "relations", "relations-square")
 # fields that only shape the report: they stay out of the jobs' keys
 REPORT_ONLY = ("tolerance",)
 # per-data-set fields: a job holds its own set's value only
@@ -65,7 +66,7 @@ PER_SET = ("epochs", "image_size")
 
 # the paper each model comes from, for the tables
 PAPERS = {"hornet": "Rao et al. 2022", "convnext": "Liu et al. 2022", "resnet": "Han et al. 2022",
-          "activator": "Abdullah & Aydin 2024", "vit": "Dosovitskiy et al. 2021"}
+          "activator": "Abdullah & Aydin 2024", "vit": "Dosovitskiy et al. 2021", "sret": "Shen, Liu & Xing 2022"}
 
 
 def _check_per_set(name: str, value: dict, low: int) -> None:
@@ -78,14 +79,16 @@ def _check_per_set(name: str, value: dict, low: int) -> None:
 
 @dataclass
 class VisionBenchConfig:
-    datasets: tuple[str, ...] = param(("mnist5k", "relations"), axis=True, choices=DATASETS)
+    datasets: tuple[str, ...] = param(("mnist5k", "relations-square", "relations"), axis=True, choices=DATASETS)
     models: tuple[str, ...] = param(MODELS, axis=True, choices=MODELS)
     seeds: tuple[int, ...] = param((0,), axis=True, ge=0)
-    # epochs per data set (relations stays at 50% for many epochs before the relation is found)
-    epochs: dict[str, int] = param(factory=lambda: {"mnist5k": 30, "digits": 30, "relations": 40})
+    # epochs per data set (relations: every model we ran stayed at 50% through 40 epochs; docs/vision-bench.md)
+    epochs: dict[str, int] = param(factory=lambda: {"mnist5k": 30, "digits": 30, "relations": 40,
+                                                    "relations-square": 40})
     # the side every image is brought to (real sets: bilinear resize; relations: the canvas); patchify models use
     # patch = image_size // 8 (an 8 x 8 grid of tokens at their first stage), the ResNets see every pixel
-    image_size: dict[str, int] = param(factory=lambda: {"mnist5k": 32, "digits": 32, "relations": 32})
+    image_size: dict[str, int] = param(factory=lambda: {"mnist5k": 32, "digits": 32, "relations": 32,
+                                                        "relations-square": 32})
     max_train: int | None = param(None, ge=1)  # a fixed random N of each set's training images (None: all)
     max_test: int | None = param(None, ge=1)  # a fixed random N of the test images (None: all)
     params_target: int = param(500_000, ge=1000)
@@ -111,9 +114,10 @@ class VisionBenchConfig:
         for name, size in self.image_size.items():
             if size % 8:
                 raise ValueError(f"image_size.{name} must be a multiple of 8 (patch = image_size // 8), got {size}")
-        if self.image_size["relations"] < 16:
-            raise ValueError(f"image_size.relations must be >= 16 (the relations canvas), got "
-                             f"{self.image_size['relations']}")
+        for name in ("relations", "relations-square"):
+            if self.image_size[name] < 16:
+                raise ValueError(f"image_size.{name} must be >= 16 (the relations canvas), got "
+                                 f"{self.image_size[name]}")
         for name in ("datasets", "models", "seeds"):
             values = getattr(self, name)
             if not values:
@@ -123,191 +127,19 @@ class VisionBenchConfig:
 
     @classmethod
     def quick(cls, **overrides) -> "VisionBenchConfig":
-        """Two or three minutes on one thread: 512 training images, 2 epochs, every model and both default sets.
+        """A few minutes on one thread: 512 training images, 2 epochs, every model and the three default sets.
         The accuracies mean little; it checks the whole path."""
-        return cls(**{"epochs": {"mnist5k": 2, "digits": 2, "relations": 2}, "max_train": 512, "max_test": 256,
+        return cls(**{"epochs": {"mnist5k": 2, "digits": 2, "relations": 2, "relations-square": 2},
+                      "max_train": 512, "max_test": 256,
                       "batch_size": 64, "params_target": 200_000, "speed_repeats": 2, "speed_budget_s": 2.0,
                       **overrides})
 
 
 # ---------------------------------------------------------------------------------------------------- models
-
-
-def _count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-HORNET_DEPTHS = tuple((a, a, c, a) for a in (1, 2) for c in range(1, 10))
-HORNET_BASES = (16, 32, 48, 64)  # every stage width divisible by 2^(5-1): hornet-n5 runs at the same widths
-
-
-def _family(model: str) -> str:
-    if model.startswith("hornet"):
-        return "hornet"
-    if model.startswith("resnet"):
-        return "resnet"
-    return model
-
-
-def _build_family(family: str, width, *, classes: int, size: int, model: str = "", drop_path: float = 0.0):
-    from ..vision import Activator, BottleneckResNet, HorNet, ViT
-    from ..vision.convnext import ConvNeXt
-
-    patch = size // 8
-    if family == "hornet":
-        depths, base = width
-        orders = (2, 3, 4, 5) if model in ("", "hornet") else (int(model[-1]),) * 4
-        return HorNet(1, classes, depths, (base, 2 * base, 4 * base, 8 * base), orders, patch_size=patch,
-                      drop_path_rate=drop_path)
-    if family == "convnext":
-        depths, base = width
-        return ConvNeXt(1, classes, depths, (base, 2 * base, 4 * base, 8 * base), patch_size=patch,
-                        drop_path_rate=drop_path)
-    if family == "resnet":
-        spatial = model.split("-", 1)[1] if model else "conv"
-        return BottleneckResNet(classes, 1, (2, 2, 2), (width, 2 * width, 4 * width), spatial=spatial)
-    if family in ("activator", "activator-light"):
-        return Activator(size, patch, classes, width, 4, light=family == "activator-light", in_chans=1, dropout=0.0)
-    if family == "vit":
-        return ViT(size, patch, classes, width, 4, n_heads=4, in_chans=1)
-    raise ValueError(f"unknown model family {family!r}")
-
-
-def _candidates(family: str, hornet_depths=None) -> list[list]:
-    """The search grid of a family, as runs of grid points whose parameter count grows along the run."""
-    if family == "hornet":
-        return [[((a, a, c, a), b) for c in range(1, 10)] for b in HORNET_BASES for a in (1, 2)]
-    if family == "convnext":
-        return [[(hornet_depths, b) for b in range(4, 257, 4)]]
-    if family == "resnet":
-        return [list(range(4, 129, 2))]
-    return [list(range(16, 513, 8))]  # activator, activator-light, vit (4 heads)
-
-
-@functools.lru_cache(maxsize=None)
-def pick_widths(family: str, target: int, classes: int, size: int):
-    """The grid point of ``family`` whose parameter count (as built for ``classes`` and ``size``) is nearest to
-    ``target`` on a log scale (ties: the first found, the smaller model).
-
-    hornet: (depths, base) with depths (a, a, c, a), a in 1..2, c in 1..9, stage widths base x (1, 2, 4, 8),
-    base in 16, 32, 48, 64 (shared by hornet and hornet-n1..n5); convnext: base in 4..256 step 4 at hornet's
-    depths; resnet: stages (2, 2, 2), widths w x (1, 2, 4), w in 4..128 step 2, picked for resnet-conv and shared by
-    the other three spatial ops (the PfLayer comparison is at equal widths, as in the paper); activator,
-    activator-light and vit: depth 4, dim in 16..512 step 8, each picked on its own. Along each run of the grid
-    the search stops at the first model above the target (the counts only grow from there).
-    """
-    hornet_depths = pick_widths("hornet", target, classes, size)[0] if family == "convnext" else None
-    best, best_gap = None, math.inf
-    for run in _candidates(family, hornet_depths):
-        for width in run:
-            count = _count(_build_family(family, width, classes=classes, size=size))
-            gap = abs(math.log(count / target))
-            if gap < best_gap - 1e-12:
-                best, best_gap = width, gap
-            if count > target:
-                break
-    return best
-
-
-def build_model(model: str, *, classes: int, size: int, target: int, drop_path: float = 0.0) -> nn.Module:
-    """``model`` (one of :data:`MODELS`) for 1-channel ``size`` x ``size`` images and ``classes`` classes, at the
-    widths :func:`pick_widths` gives its family for ``target`` parameters."""
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; valid: {', '.join(MODELS)}")
-    family = _family(model)
-    width = pick_widths(family, target, classes, size)
-    return _build_family(family, width, classes=classes, size=size, model=model, drop_path=drop_path)
-
-
-def describe_widths(model: str, *, classes: int, size: int, target: int) -> str:
-    family = _family(model)
-    width = pick_widths(family, target, classes, size)
-    if family in ("hornet", "convnext"):
-        depths, base = width
-        return f"depths {depths}, dims {(base, 2 * base, 4 * base, 8 * base)}, patch {size // 8}"
-    if family == "resnet":
-        return f"stages (2, 2, 2), widths {(width, 2 * width, 4 * width)}, full resolution"
-    return f"dim {width}, depth 4, patch {size // 8}" + (", 4 heads" if family == "vit" else "")
-
-
-def flops_per_image(model: nn.Module, size: int) -> int:
-    """Forward FLOPs of one 1 x size x size image (FlopCounterMode: 2 per multiply-add of convs and matmuls)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    model.eval()
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(torch.zeros(1, 1, size, size))
-    return int(counter.get_total_flops())
+# (recurlab.vision.zoo: every backbone by name at a parameter budget)
 
 
 # ------------------------------------------------------------------------------------------------------ data
-
-
-def load_data(name: str, size: int, max_train: int | None, max_test: int | None) -> dict:
-    """Train and test tensors of one set (images in [0, 1]) and the training split's mean and std. ``max_train`` /
-    ``max_test``: a random subset drawn with a fixed seed (relations: only that many are generated)."""
-    from ..vision import data
-
-    out = {}
-    for split, limit in (("train", max_train), ("test", max_test)):
-        if name == "relations":
-            n = data.RELATIONS_DEFAULT_N[split] if limit is None else min(limit, data.RELATIONS_DEFAULT_N[split])
-            d = data.load(name, split, size=size, n=n)
-        else:
-            d = data.load(name, split, size=size)
-        images, labels = d.images, d.labels
-        if limit is not None and limit < len(labels):
-            # a fixed random subset (the real sets' splits are sorted by class, so the first N would not do), the
-            # same for every model and seed
-            keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:limit]
-            images, labels = images[keep], labels[keep]
-        out[split] = (images.contiguous(), labels.contiguous())
-        out["classes"] = len(d.classes)
-    out["mean"] = float(out["train"][0].mean())
-    out["std"] = float(out["train"][0].std())
-    return out
-
-
-class AugmentedBatches:
-    """Shuffled mini-batches of the training split, each augmented (``vision.data.augment``) and normalised; one
-    generator for the order and the augmentation, so a run repeats given its seed."""
-
-    def __init__(self, images, labels, name: str, batch_size: int, mean: float, std: float,
-                 generator: torch.Generator):
-        self.images, self.labels, self.name = images, labels, name
-        self.batch_size, self.mean, self.std, self.generator = batch_size, mean, std, generator
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
-
-    def __iter__(self):
-        from ..vision.data import augment
-
-        order = torch.randperm(len(self.labels), generator=self.generator)
-        for idx in order.split(self.batch_size):
-            x, y = augment(self.images[idx], self.labels[idx], self.name, generator=self.generator)
-            yield (x - self.mean) / self.std, y
-
-
-def accuracy(model: nn.Module, images, labels, mean: float, std: float, batch_size: int = 256) -> float:
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(labels), batch_size):
-            x = (images[start:start + batch_size] - mean) / std
-            correct += int((model(x).argmax(-1) == labels[start:start + batch_size]).sum())
-    return correct / len(labels)
-
-
-def adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with weight decay on weight matrices and conv kernels only (not on biases, norms, layer scales or
-    position embeddings), as in the ConvNeXt / HorNet / timm recipes."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (decay if p.ndim >= 2 and "pos_embed" not in name else no_decay).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.999))
 
 
 # --------------------------------------------------------------------------------------------------- the jobs
@@ -330,9 +162,10 @@ def measure(job: dict, ctx: Context) -> dict:
     classes, mean, std = data["classes"], data["mean"], data["std"]
     (x_train, y_train), (x_test, y_test) = data["train"], data["test"]
     torch.manual_seed(seed)
-    model = build_model(job["model"], classes=classes, size=size, target=job["params_target"],
-                        drop_path=job["drop_path"])
-    params = _count(model)
+    spec = model_spec(job["model"], classes=classes, size=size, target=job["params_target"],
+                      drop_path=job["drop_path"])
+    model = build_from_spec(spec)
+    params = count_parameters(model)
     flops = flops_per_image(model, size)
 
     generator = torch.Generator().manual_seed(seed)
@@ -361,8 +194,7 @@ def measure(job: dict, ctx: Context) -> dict:
     curve.append([job["epochs"], top1])
     train_img_s, infer_img_s = _speeds(model, x_train, y_train, mean, std, job)
     return {"dataset": name, "model": job["model"], "seed": seed, "params": params, "flops": flops,
-            "mflops": flops / 1e6, "widths": describe_widths(job["model"], classes=classes, size=size,
-                                                             target=job["params_target"]),
+            "mflops": flops / 1e6, "widths": describe_widths(spec),
             "top1": top1, "final_train_loss": history.window_loss[-1], "curve": curve,
             "train_images_per_s": train_img_s, "infer_images_per_s": infer_img_s, "train_seconds": train_seconds,
             "steps": len(history.step_loss), "threads": torch.get_num_threads(),
@@ -471,6 +303,12 @@ def claims(cfg: VisionBenchConfig, agg: dict) -> list[dict]:
                     a["top1"] >= vit["top1"] - tol, f"{act} {_pct(a['top1'])} vs vit {_pct(vit['top1'])}")
                 row("Activator", f"{act} costs less than ViT (FLOPs)", a["mflops"] < vit["mflops"],
                     f"{a['mflops']:.1f} vs {vit['mflops']:.1f} MFLOPs")
+        rec, flat = get("sret"), get("sret-n1")
+        if rec and flat:
+            row("SReT", "recursion helps: blocks applied twice beat the same blocks applied once",
+                rec["top1"] > flat["top1"], f"sret {_pct(rec['top1'])} vs sret-n1 {_pct(flat['top1'])} "
+                f"({rec['params']:,.0f} vs {flat['params']:,.0f} params, {rec['mflops']:.1f} vs "
+                f"{flat['mflops']:.1f} MFLOPs)")
     return out
 
 
@@ -512,7 +350,8 @@ def render_markdown(cfg: VisionBenchConfig, agg: dict, claim_rows: list[dict], t
                                                    "infer img/s", "train s", "top-1 (%)", "std over seeds"], rows), ""]
     sections = (("HorNet order ablation (n = 1..5)", ["hornet", *HORNET_ORDERS, "convnext"]),
                 ("PfLayer trade: the bottleneck's spatial op", list(RESNETS)),
-                ("Activator vs ViT at equal parameters", ["activator", "activator-light", "vit"]))
+                ("Activator vs ViT at equal parameters", ["activator", "activator-light", "vit"]),
+                ("SReT recursion vs no recursion", list(SRETS)))
     for title, names in sections:
         present = [m for m in names if any((ds, m) in agg for ds in sets)]
         if not present:
@@ -524,7 +363,7 @@ def render_markdown(cfg: VisionBenchConfig, agg: dict, claim_rows: list[dict], t
                          f"{ref['infer_images_per_s']:,.0f}"] + [_pct(agg[(ds, m)]["top1"]) if (ds, m) in agg
                                                                  else "–" for ds in sets])
         lines += [f"## {title}", "", markdown_table(header, rows), ""]
-        paper = {"HorNet": "HorNet", "PfLayer": "PfLayer", "Activator": "Activator"}[title.split()[0]]
+        paper = title.split()[0]
         mine = [c for c in claim_rows if c["paper"] == paper]
         if mine:
             lines += [markdown_table(["data set", "the paper's claim", "held here?", "numbers"],
@@ -533,7 +372,9 @@ def render_markdown(cfg: VisionBenchConfig, agg: dict, claim_rows: list[dict], t
     lines += ["The papers' claims: HorNet (Rao et al. 2022) beats ConvNeXt and ViT-style models (Swin) of similar "
               "size and accuracy rises with the order n; PfLayer (Han et al. 2022) ResNet-50 with max-pool loses "
               "1.9 points on ImageNet (74.3 vs 76.2) with fewer parameters and FLOPs and runs faster; Activator "
-              f"(Abdullah & Aydin 2024) is competitive with a ViT at lower cost. \"close\"/\"competitive\": within "
+              f"(Abdullah & Aydin 2024) is competitive with a ViT at lower cost; SReT (Shen, Liu & Xing 2022): applying "
+              "each block twice (with a non-shared projection after each application) beats applying it once at "
+              "nearly the same parameters. \"close\"/\"competitive\": within "
               f"{cfg.tolerance:g} accuracy points here (the report's tolerance setting).", ""]
     return "\n".join(lines)
 
@@ -560,7 +401,7 @@ def plot_vision(cfg: VisionBenchConfig, agg: dict, path: Path) -> None:
     sets = [ds for ds in cfg.datasets if any(k[0] == ds for k in agg)] or list(cfg.datasets[:1])
     fig, axes = plt.subplots(2, len(sets), figsize=(6 * len(sets), 9), squeeze=False)
     colors = {"hornet": "tab:red", "convnext": "tab:blue", "resnet": "tab:green", "activator": "tab:purple",
-              "activator-light": "tab:pink", "vit": "tab:orange"}
+              "activator-light": "tab:pink", "vit": "tab:orange", "sret": "tab:brown"}
     for j, ds in enumerate(sets):
         for i, (key, label) in enumerate((("mflops", "MFLOPs per image (forward)"),
                                           ("infer_images_per_s", "inference images/s (this CPU)"))):
@@ -568,8 +409,8 @@ def plot_vision(cfg: VisionBenchConfig, agg: dict, path: Path) -> None:
             for (d, m), r in agg.items():
                 if d != ds or not r[key]:
                     continue
-                ax.scatter(r[key], 100 * r["top1"], color=colors.get(_family(m), "tab:gray"),
-                           marker="o" if m in ("hornet", "convnext", "vit", "activator", "resnet-conv") else "^")
+                ax.scatter(r[key], 100 * r["top1"], color=colors.get(family(m), "tab:gray"),
+                           marker="o" if m in ("hornet", "convnext", "vit", "activator", "resnet-conv", "sret") else "^")
                 ax.annotate(m, (r[key], 100 * r["top1"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap on short ranges

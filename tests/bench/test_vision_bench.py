@@ -7,16 +7,17 @@ import pytest
 
 from recurlab.bench import harness
 from recurlab.bench import load as load_bench
-from recurlab.bench.vision import (BENCHMARK, MODELS, VisionBenchConfig, _count, build_model, claims, flops_per_image,
-                                   jobs)
+from recurlab.bench.vision import BENCHMARK, VisionBenchConfig, claims, jobs
 from recurlab.configs import ConfigError, override
+from recurlab.vision.zoo import MODELS, build_model, count_parameters, flops_per_image
 
-TINY_MODELS = ["hornet", "hornet-n1", "convnext", "resnet-conv", "resnet-maxpool", "activator-light", "vit"]
+TINY_MODELS = ["hornet", "hornet-n1", "convnext", "resnet-conv", "resnet-maxpool", "activator-light", "vit", "sret",
+               "sret-n1"]
 
 
 def tiny(*extra):
     return override(VisionBenchConfig.quick(), [
-        "models=" + ",".join(TINY_MODELS), "image_size.mnist5k=16", "image_size.relations=16", "max_train=32",
+        "datasets=mnist5k,relations", "models=" + ",".join(TINY_MODELS), "image_size.mnist5k=16", "image_size.relations=16", "max_train=32",
         "max_test=16", "epochs.mnist5k=1", "epochs.relations=1", "batch_size=16", "params_target=20000",
         "speed_repeats=1", "speed_budget_s=0.05", *extra])
 
@@ -29,7 +30,7 @@ def test_registered_and_quick_is_small():
     assert load_bench("vision") is BENCHMARK
     quick = VisionBenchConfig.quick()
     assert set(quick.models) == set(MODELS) and quick.max_train <= 1024
-    assert len(jobs(VisionBenchConfig())) == 2 * len(MODELS)
+    assert len(jobs(VisionBenchConfig())) == 3 * len(MODELS)
 
 
 def test_tiny_bench_runs_writes_results_and_resumes(tmp_path):
@@ -57,7 +58,7 @@ def test_tiny_bench_runs_writes_results_and_resumes(tmp_path):
     md = (out / "results.md").read_text()
     assert md.startswith("# recurlab bench vision")
     for section in ("## All models", "## HorNet order ablation", "## PfLayer trade", "## Activator vs ViT",
-                    "held here?"):
+                    "## SReT recursion vs no recursion", "held here?"):
         assert section in md
     assert (out / "vision.png").stat().st_size > 0
     saved = json.loads((out / "results.json").read_text())
@@ -73,10 +74,11 @@ def test_tiny_bench_runs_writes_results_and_resumes(tmp_path):
 
 
 def test_widths_match_the_target_and_flops_are_counted():
-    counts = {m: _count(build_model(m, classes=10, size=32, target=500_000)) for m in MODELS}
-    for m in ("hornet", "convnext", "resnet-conv", "activator", "activator-light", "vit"):
+    counts = {m: count_parameters(build_model(m, classes=10, size=32, target=500_000)) for m in MODELS}
+    for m in ("hornet", "convnext", "resnet-conv", "activator", "activator-light", "vit", "sret"):
         assert abs(counts[m] / 500_000 - 1) < 0.1, (m, counts[m])
     assert counts["resnet-maxpool"] < counts["resnet-dwconv"] < counts["resnet-conv"]
+    assert counts["sret-n1"] < counts["sret"]  # the second loop's projections go away, the blocks stay
     model = build_model("vit", classes=10, size=32, target=500_000)
     # a lower bound from the linear layers alone: 2 FLOPs per multiply-add, 64 tokens
     linear = sum(p.numel() for n, p in model.named_parameters() if n.startswith("blocks") and n.endswith("weight")
@@ -92,13 +94,16 @@ def test_claims_are_computed_from_the_numbers():
 
     agg = {("relations", f"hornet-n{n}"): row(0.5 + 0.1 * n) for n in range(1, 6)}
     agg.update({("relations", "hornet"): row(0.9), ("relations", "convnext"): row(0.95), ("relations", "vit"): row(0.5),
-                ("relations", "resnet-conv"): row(0.9, 10, 1), ("relations", "resnet-maxpool"): row(0.89, 5, 2)})
+                ("relations", "resnet-conv"): row(0.9, 10, 1), ("relations", "resnet-maxpool"): row(0.89, 5, 2),
+                ("relations", "sret"): {**row(0.7, 2), "params": 1000},
+                ("relations", "sret-n1"): {**row(0.6), "params": 900}})
     held = {c["claim"]: c["held"] for c in claims(cfg, agg)}
     assert held["accuracy rises with the order n"] == "yes"
     assert held["HorNet beats ConvNeXt at similar size"] is False
     assert held["HorNet beats ViT at similar size"] is True
     assert held["max-pool close to 3x3 conv (within 2 points)"] is True
     assert held["max-pool needs fewer FLOPs"] is True
+    assert held["recursion helps: blocks applied twice beat the same blocks applied once"] is True
     agg[("relations", "hornet-n5")] = row(0.4)
     held = {c["claim"]: c["held"] for c in claims(cfg, agg)}
     assert held["accuracy rises with the order n"] == "no"
