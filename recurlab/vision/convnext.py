@@ -7,7 +7,8 @@ HorNet is compared with (docs/vision-bench.md).
 one residual branch per block: a 7x7 depthwise conv (with bias), then LayerNorm over the channels, the 4x
 MLP with GELU, the per-channel layer scale γ (init 1e-6) and stochastic depth.
 
-:class:`ConvNeXt` is laid out exactly like :class:`recurlab.vision.hornet.HorNet`, from the same parts:
+:class:`ConvNeXt` is laid out exactly like :class:`recurlab.vision.hornet.HorNet` (both are a
+:class:`recurlab.vision.hornet.FourStageNet`, which owns the layout and the initialisation):
 
     stem        p x p conv, stride p (in_chans -> dims[0]), LN          (H, W) -> (H/p, W/p)
     stage i     depths[i] ConvNeXt blocks of width dims[i]
@@ -34,7 +35,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .hornet import DropPath, LayerNorm2d, _check_image, _check_layer_scale, _check_positive_int, _four
+from .hornet import DropPath, FourStageNet, _check_image, _check_layer_scale, _check_positive_int
 
 __all__ = ["ConvNeXt", "ConvNeXtBlock"]
 
@@ -77,7 +78,7 @@ class ConvNeXtBlock(nn.Module):
         return x + self.drop_path(branch.permute(0, 3, 1, 2))
 
 
-class ConvNeXt(nn.Module):
+class ConvNeXt(FourStageNet):
     """A four-stage ConvNeXt classifier with HorNet's layout (module docstring), sized for small images.
 
     Args:
@@ -96,55 +97,10 @@ class ConvNeXt(nn.Module):
     def __init__(self, in_chans: int = 3, num_classes: int = 10, depths: Sequence[int] = (2, 2, 6, 2),
                  dims: Sequence[int] = (32, 64, 128, 256), patch_size: int = 4, kernel_size: int = 7,
                  drop_path_rate: float = 0.0, layer_scale_init: float = 1e-6, head_init_scale: float = 1.0):
-        super().__init__()
-        _check_positive_int("in_chans", in_chans)
-        _check_positive_int("num_classes", num_classes)
-        _check_positive_int("patch_size", patch_size)
-        depths = _four("depths", depths, lambda v: _check_positive_int("depths entries", v))
-        dims = _four("dims", dims, lambda v: _check_positive_int("dims entries", v))
-        if isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float)) \
-                or not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
-        _check_layer_scale(layer_scale_init)
-        self.in_chans, self.patch_size, self.dims = in_chans, patch_size, dims
-        self.downsample_layers = nn.ModuleList([nn.Sequential(
-            nn.Conv2d(in_chans, dims[0], kernel_size=patch_size, stride=patch_size), LayerNorm2d(dims[0]))])
-        for i in range(3):
-            self.downsample_layers.append(nn.Sequential(
-                LayerNorm2d(dims[i]), nn.Conv2d(dims[i], dims[i + 1], kernel_size=2, stride=2)))
-        rates = torch.linspace(0, drop_path_rate, sum(depths), dtype=torch.float64).tolist()
-        self.stages = nn.ModuleList()
-        for i in range(4):
-            first = sum(depths[:i])
-            self.stages.append(nn.Sequential(*[
-                ConvNeXtBlock(dims[i], kernel_size, drop_path=rates[first + j], layer_scale_init=layer_scale_init)
-                for j in range(depths[i])]))
-        self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
-        self.head = nn.Linear(dims[-1], num_classes)
-        self.apply(self._init_weights)
-        with torch.no_grad():
-            self.head.weight.mul_(head_init_scale)
-            self.head.bias.mul_(head_init_scale)
+        depths, dims = self.check_arguments(in_chans, num_classes, patch_size, depths, dims, drop_path_rate,
+                                            layer_scale_init)
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            nn.init.trunc_normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
+        def block(i: int, drop_path: float) -> ConvNeXtBlock:
+            return ConvNeXtBlock(dims[i], kernel_size, drop_path=drop_path, layer_scale_init=layer_scale_init)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """images (B, in_chans, H, W) -> pooled, normalised features (B, dims[3])."""
-        _check_image("x", x, self.in_chans, "in_chans")
-        least = 8 * self.patch_size
-        if x.shape[2] < least or x.shape[3] < least:
-            raise ValueError(f"x's H and W must be >= 8 x patch_size = {least} (the stem divides them by "
-                             f"patch_size={self.patch_size}, three downsamplings by 2 more), got {tuple(x.shape)}; "
-                             f"use a smaller patch_size for small images")
-        for downsample, stage in zip(self.downsample_layers, self.stages):
-            x = stage(downsample(x))
-        return self.norm(x.mean(dim=(-2, -1)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """images (B, in_chans, H, W) -> logits (B, num_classes)."""
-        return self.head(self.forward_features(x))
+        super().__init__(in_chans, num_classes, depths, dims, patch_size, drop_path_rate, head_init_scale, block)

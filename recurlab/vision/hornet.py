@@ -42,7 +42,7 @@ configuration loads with ``strict=True``. See docs/hornet.md for the mapping and
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -296,7 +296,84 @@ def _four(name: str, value, check) -> tuple:
     return tuple(value)
 
 
-class HorNet(nn.Module):
+class FourStageNet(nn.Module):
+    """The four-stage layout HorNet takes from ConvNeXt, with the block left to the subclass.
+
+        stem:        p x p conv (stride p) in_chans -> dims[0], LN            (H, W) -> (H/p, W/p)
+        stage i:     depths[i] blocks of width dims[i] (``make_block(i, drop_path)``)
+        downsample:  LN, 2x2 conv (stride 2) dims[i] -> dims[i+1]            before stages 1, 2, 3
+        head:        mean over H, W -> LN -> Linear(dims[3], num_classes)
+
+    Stochastic depth rises linearly from 0 at the first block to ``drop_path_rate`` at the last. Every Conv2d and
+    Linear weight is initialised truncated normal (std 0.02, cut at ±2), biases 0, norms at weight 1 / bias 0
+    (after the blocks are built, so the blocks' own parameters such as γ keep their values); the head's weight
+    and bias are then multiplied by ``head_init_scale``. Arguments are checked by :meth:`check_arguments`.
+
+    Shapes: images (B, in_chans, H, W) -> logits (B, num_classes); :meth:`forward_features` -> (B, dims[3]).
+    """
+
+    def __init__(self, in_chans: int, num_classes: int, depths: tuple[int, ...], dims: tuple[int, ...],
+                 patch_size: int, drop_path_rate: float, head_init_scale: float,
+                 make_block: Callable[[int, float], nn.Module]):
+        super().__init__()
+        self.in_chans, self.patch_size, self.dims = in_chans, patch_size, dims
+        self.downsample_layers = nn.ModuleList([nn.Sequential(
+            nn.Conv2d(in_chans, dims[0], kernel_size=patch_size, stride=patch_size), LayerNorm2d(dims[0]))])
+        for i in range(3):
+            self.downsample_layers.append(nn.Sequential(
+                LayerNorm2d(dims[i]), nn.Conv2d(dims[i], dims[i + 1], kernel_size=2, stride=2)))
+        rates = torch.linspace(0, drop_path_rate, sum(depths), dtype=torch.float64).tolist()
+        self.stages = nn.ModuleList()
+        for i in range(4):
+            first = sum(depths[:i])
+            self.stages.append(nn.Sequential(*[make_block(i, rates[first + j]) for j in range(depths[i])]))
+        self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
+        self.head = nn.Linear(dims[-1], num_classes)
+        self.apply(self._init_weights)
+        with torch.no_grad():
+            self.head.weight.mul_(head_init_scale)
+            self.head.bias.mul_(head_init_scale)
+
+    @staticmethod
+    def check_arguments(in_chans, num_classes, patch_size, depths, dims, drop_path_rate,
+                        layer_scale_init) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """ValueErrors naming a bad argument; returns (depths, dims) as tuples of four ints."""
+        _check_positive_int("in_chans", in_chans)
+        _check_positive_int("num_classes", num_classes)
+        _check_positive_int("patch_size", patch_size)
+        depths = _four("depths", depths, lambda v: _check_positive_int("depths entries", v))
+        dims = _four("dims", dims, lambda v: _check_positive_int("dims entries", v))
+        if isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float)) \
+                or not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
+        _check_layer_scale(layer_scale_init)
+        return depths, dims
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.trunc_normal_(module.weight, std=0.02)           # a=-2, b=2 absolute, as timm's
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """images (B, in_chans, H, W) -> pooled, normalised features (B, dims[3])."""
+        _check_image("x", x, self.in_chans, "in_chans")
+        least = 8 * self.patch_size
+        if x.shape[2] < least or x.shape[3] < least:
+            raise ValueError(f"x's H and W must be >= 8 x patch_size = {least} (the stem divides them by "
+                             f"patch_size={self.patch_size}, three downsamplings by 2 more), got {tuple(x.shape)}; "
+                             f"use a smaller patch_size for small images")
+        for downsample, stage in zip(self.downsample_layers, self.stages):
+            x = stage(downsample(x))
+        return self.norm(x.mean(dim=(-2, -1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """images (B, in_chans, H, W) -> logits (B, num_classes)."""
+        return self.head(self.forward_features(x))
+
+
+class HorNet(FourStageNet):
     """A four-stage HorNet classifier (official ``HorNet``), sized for small images by default.
 
         stem:        p x p conv (stride p) in_chans -> dims[0], LN            (H, W) -> (H/p, W/p)
@@ -336,54 +413,24 @@ class HorNet(nn.Module):
                  layer_scale_init: float = 1e-6, head_init_scale: float = 1.0,
                  global_filter: bool | Sequence[bool] = False,
                  filter_sizes: Sequence[tuple[int, int]] = ((56, 29), (28, 15), (14, 8), (7, 4))):
-        super().__init__()
-        _check_positive_int("in_chans", in_chans)
-        _check_positive_int("num_classes", num_classes)
-        _check_positive_int("patch_size", patch_size)
-        depths = _four("depths", depths, lambda v: _check_positive_int("depths entries", v))
-        dims = _four("dims", dims, lambda v: _check_positive_int("dims entries", v))
+        depths, dims = self.check_arguments(in_chans, num_classes, patch_size, depths, dims, drop_path_rate,
+                                            layer_scale_init)
         orders = _four("orders", orders, lambda v: _check_positive_int("orders entries", v))
         if global_filter in (True, False):
             global_filter = (bool(global_filter),) * 4
         global_filter = _four("global_filter", global_filter, lambda v: None)
         filter_sizes = _four("filter_sizes", filter_sizes, lambda v: None)
-        if isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float)) \
-                or not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
-        _check_layer_scale(layer_scale_init)
         for i, (dim, order) in enumerate(zip(dims, orders)):
             if dim % 2 ** (order - 1):
                 raise ValueError(f"dims[{i}]={dim} must be divisible by 2^(orders[{i}]-1) = {2 ** (order - 1)} "
                                  f"(orders[{i}]={order})")
-        self.in_chans, self.patch_size, self.dims = in_chans, patch_size, dims
 
-        self.downsample_layers = nn.ModuleList([nn.Sequential(
-            nn.Conv2d(in_chans, dims[0], kernel_size=patch_size, stride=patch_size), LayerNorm2d(dims[0]))])
-        for i in range(3):
-            self.downsample_layers.append(nn.Sequential(
-                LayerNorm2d(dims[i]), nn.Conv2d(dims[i], dims[i + 1], kernel_size=2, stride=2)))
-        rates = torch.linspace(0, drop_path_rate, sum(depths), dtype=torch.float64).tolist()
-        self.stages = nn.ModuleList()
-        for i in range(4):
-            first = sum(depths[:i])
-            self.stages.append(nn.Sequential(*[
-                HorNetBlock(dims[i], orders[i], drop_path=rates[first + j], layer_scale_init=layer_scale_init,
-                            kernel_size=kernel_size, scale=scale, global_filter=global_filter[i],
-                            filter_size=filter_sizes[i])
-                for j in range(depths[i])]))
-        self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
-        self.head = nn.Linear(dims[-1], num_classes)
-        self.apply(self._init_weights)
-        with torch.no_grad():
-            self.head.weight.mul_(head_init_scale)
-            self.head.bias.mul_(head_init_scale)
+        def block(i: int, drop_path: float) -> HorNetBlock:
+            return HorNetBlock(dims[i], orders[i], drop_path=drop_path, layer_scale_init=layer_scale_init,
+                               kernel_size=kernel_size, scale=scale, global_filter=global_filter[i],
+                               filter_size=filter_sizes[i])
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            nn.init.trunc_normal_(module.weight, std=0.02)           # a=-2, b=2 absolute, as timm's
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
+        super().__init__(in_chans, num_classes, depths, dims, patch_size, drop_path_rate, head_init_scale, block)
 
     @staticmethod
     def filter_sizes_for(image_size: int | tuple[int, int], patch_size: int = 4) -> tuple[tuple[int, int], ...]:
@@ -400,19 +447,3 @@ class HorNet(nn.Module):
             sizes.append((h, w // 2 + 1))
             h, w = h // 2, w // 2
         return tuple(sizes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """images (B, in_chans, H, W) -> pooled, normalised features (B, dims[3])."""
-        _check_image("x", x, self.in_chans, "in_chans")
-        least = 8 * self.patch_size
-        if x.shape[2] < least or x.shape[3] < least:
-            raise ValueError(f"x's H and W must be >= 8 x patch_size = {least} (the stem divides them by "
-                             f"patch_size={self.patch_size}, three downsamplings by 2 more), got {tuple(x.shape)}; "
-                             f"use a smaller patch_size for small images")
-        for downsample, stage in zip(self.downsample_layers, self.stages):
-            x = stage(downsample(x))
-        return self.norm(x.mean(dim=(-2, -1)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """images (B, in_chans, H, W) -> logits (B, num_classes)."""
-        return self.head(self.forward_features(x))
