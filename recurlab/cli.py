@@ -13,6 +13,7 @@
     recurlab export-hf SRC DST          a saved model as a Hugging Face folder (pip install recurlab[hf])
     recurlab import-hf SRC DST          a Hugging Face folder (recurlab's, or Llama/Mistral/Qwen2) as a saved model
     recurlab convert --to liger-gla CHECKPOINT --out D   an attention model as a gated recurrent one (Liger), LoRA-tuned
+    recurlab quantize --method fairy2i --bits 2 CHECKPOINT --out D   2-bit weights (Fairy2i), fine-tuned, packed
 
 Settings change one way, ``--set key=value`` (dotted keys into the command's config, checked against
 the field's type; ``--help`` lists the keys). Flags are for running: --quick, --out, --resume, --overwrite, --preset,
@@ -180,6 +181,19 @@ def _cmd_convert(args) -> int:
     return 0
 
 
+def _cmd_quantize(args) -> int:
+    from .compress.quantize import QuantizeConfig, quantize_and_finetune
+    from .configs import override
+
+    config = override(QuantizeConfig(), args.set)
+    summary = quantize_and_finetune(args.checkpoint, args.method, args.bits, args.out, config, resume=args.resume,
+                                    overwrite=args.overwrite, progress=not args.no_progress)
+    print(json.dumps({k: v for k, v in summary.items() if k != "config"}))
+    print(f"saved the packed model to {Path(args.out) / 'model'} (recurlab.compress.quantize.load_quantized)",
+          file=sys.stderr)
+    return 0
+
+
 def _quiet_transformers() -> None:
     """No progress bars from transformers' file writes and reads (a conversion takes seconds)."""
     from transformers.utils import logging
@@ -269,6 +283,22 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--out", required=True, help="output folder: model/, finetune/ (the run), convert_summary.json")
     conv.add_argument("--resume", action="store_true", help="continue the fine-tuning from OUT/finetune/checkpoint.pt")
     conv.add_argument("--overwrite", action="store_true", help="start again in an OUT that holds a conversion")
+    from .compress.methods import METHODS
+    from .compress.quantize import QuantizeConfig
+
+    quant = _command(sub, "quantize", _cmd_quantize, "quantise a saved language model's linear layers (Fairy2i's "
+                     "2-bit complex codes, or a real baseline), fine-tune straight-through, save it packed; resumable "
+                     "(docs/compress.md)", "set", "progress", epilog=_keys("keys", QuantizeConfig))
+    quant.add_argument("checkpoint", help="a folder written by save_pretrained (or a training run), or a Hugging "
+                       "Face Llama-family folder")
+    quant.add_argument("--method", required=True, choices=list(METHODS),
+                       help="fairy2i (widely-linear complex, codes ±1/±i), rtn (real per-channel round-to-nearest), "
+                       "ternary (real per-channel ternary), bitnet (BitNet b1.58 ternary)")
+    quant.add_argument("--bits", type=int, help="fairy2i: residual stages = bits per weight (1..4; the paper: 1 or 2; default 2); "
+                       "rtn: 2, 3 or 4 (default 2); not for ternary / bitnet")
+    quant.add_argument("--out", required=True, help="output folder: model/, finetune/ (the run), quantize_summary.json")
+    quant.add_argument("--resume", action="store_true", help="continue the fine-tuning from OUT/finetune/checkpoint.pt")
+    quant.add_argument("--overwrite", action="store_true", help="start again in an OUT that holds a run")
     return parser
 
 

@@ -153,6 +153,20 @@ def check_train_vision_classifier(out: str):
 EXAMPLE_CHECKS["train_vision_classifier.py"] = check_train_vision_classifier
 
 
+def check_quantize_fairy2i(out: str):
+    trained = numbers_after(out, "parameters: validation")
+    rows = re.findall(r"^(\S+bit) +([0-9.]+) +([0-9.]+) +([0-9.]+) +([0-9,]+)$", out, re.M)
+    assert len(trained) == 1 and [r[0] for r in rows] == ["fairy2i-2bit", "rtn-2bit", "fairy2i-1bit", "ternary-1.58bit",
+                                                          "bitnet-1.58bit"], out
+    for name, quantized, tuned, packed, size in rows:
+        assert float(quantized) > trained[0] and float(tuned) < float(quantized), (name, out)  # QAT recovers some
+        assert abs(float(packed) - float(tuned)) < 2e-3, (name, out)  # the packed model is the tuned one
+    assert "fairy2i-2bit continues 'And God said':" in out, out
+
+
+EXAMPLE_CHECKS["quantize_fairy2i.py"] = check_quantize_fairy2i
+
+
 @pytest.mark.parametrize("name", sorted(EXAMPLE_CHECKS))
 def test_example_prints_what_it_promises(name):
     EXAMPLE_CHECKS[name](run_example(name))

@@ -25,8 +25,6 @@ A finished OUT (a summary) is returned as it is with ``resume``; starting over n
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +35,9 @@ import torch
 from ..configs import check_fields, param
 from ..files import write_json
 from ..models.causal_lm import CausalLM
-from ..tasks.text import language_modelling_task, split_text
 from ..train.config import TrainConfig
-from ..train.lm import DataSource, bits_per_byte
 from ..train.run_folder import RunFolder
+from ..train.text_finetune import TextFinetune, load_checkpoint, read_json, record_request, text_data  # noqa: F401
 from .liger import check_attention_model, check_target, convert, new_parameter_names
 from .lora import add_lora, lora_parameters, merge_lora
 
@@ -49,42 +46,21 @@ SUMMARY = "convert_summary.json"
 
 
 @dataclass
-class FinetuneConfig:
-    """LoRA fine-tuning after the conversion (``--set finetune.KEY=VALUE``).
+class FinetuneConfig(TextFinetune):
+    """LoRA fine-tuning after the conversion (``--set finetune.KEY=VALUE``): :class:`TextFinetune`'s settings
+    (tokens, batch_size, seq_len, lr, grad_clip, eval_every, eval_sequences, seed, val_fraction, data) with the
+    authors' defaults (lr 1e-3 constant, clipping 1.0), and
 
     Attributes:
-        tokens: training tokens (0: convert only); steps = ceil(tokens / (batch_size * seq_len)).
-        batch_size, seq_len: sequences per step and their length in tokens.
-        lr, weight_decay, grad_clip: AdamW at a constant learning rate (the authors': 1e-3, torch's
-            default decay 0.01, clipping 1.0).
+        weight_decay: AdamW's (torch's default 0.01, which the authors' optimizer keeps).
         rank, alpha: LoRA's rank and scale (alpha / rank multiplies B A; the authors' peft default: 8, 8).
-        eval_every: evaluate the validation loss every this many steps (and checkpoint).
-        eval_sequences: validation sequences of seq_len tokens used for bits per byte (the first ones).
-        seed: LoRA's initialisation and the data order.
-        val_fraction: the last part of the text held out for validation.
-        data: where the text comes from: {} the default corpus, {"path": ...} or {"hf_dataset": ...}.
     """
 
-    tokens: int = param(0, ge=0)
-    batch_size: int = param(8, ge=1)
-    seq_len: int = param(256, ge=1)
     lr: float = param(1e-3, gt=0)
-    weight_decay: float = param(0.01, ge=0)
     grad_clip: float = param(1.0, ge=0)
+    weight_decay: float = param(0.01, ge=0)
     rank: int = param(8, ge=1)
     alpha: float = param(8.0, gt=0)
-    eval_every: int = param(100, ge=1)
-    eval_sequences: int = param(64, ge=1)
-    seed: int = param(0, ge=0)
-    val_fraction: float = param(0.05, gt=0, lt=1)
-    data: dict[str, Any] = param(factory=dict, schema=DataSource)
-
-    def __post_init__(self):
-        check_fields(self)
-
-    @property
-    def steps(self) -> int:
-        return math.ceil(self.tokens / (self.batch_size * self.seq_len))
 
 
 @dataclass
@@ -105,58 +81,6 @@ class ConvertConfig:
 
     def __post_init__(self):
         check_fields(self)
-
-
-def load_checkpoint(folder: str | Path):
-    """(CausalLM, tokenizer or None) of a recurlab model folder (or a training run's folder, holding model/) or
-    of a Llama-family / recurlab Hugging Face folder (needs recurlab[hf])."""
-    from ..models.pretrained import load_tokenizer, read_config
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"CHECKPOINT {folder} is not a folder")
-    if not (folder / "config.json").exists() and (folder / "model" / "config.json").exists():
-        folder = folder / "model"  # a training run's folder
-    if not (folder / "config.json").exists():
-        raise FileNotFoundError(f"no config.json in CHECKPOINT {folder}: not a model folder")
-    if read_json(folder / "config.json").get("format") is not None:
-        read_config(folder)  # checks the format and version
-        return CausalLM.from_pretrained(folder), load_tokenizer(folder)
-    from transformers import PreTrainedTokenizerFast
-
-    from ..hf import load_hf_checkpoint, recurlab_tokenizer
-
-    tokenizer = None
-    if (folder / "tokenizer.json").exists():
-        tokenizer = recurlab_tokenizer(PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json")))
-    return load_hf_checkpoint(folder), tokenizer
-
-
-@dataclass
-class TextData:
-    """The fine-tuning and validation tasks of a text, and what bits per byte needs."""
-
-    train: Any  # SequenceTask
-    val: Any  # SequenceTask, the first eval_sequences validation sequences
-    val_bytes: float  # UTF-8 bytes the validation tokens stand for
-
-    def bits_per_byte(self, model: CausalLM, batch_size: int = 16) -> float:
-        """Validation bits per byte of ``model`` (evaluated in float32 or the model's dtype)."""
-        from ..train.trainer import evaluate
-
-        loss = evaluate(model, self.val, batch_size, next(model.parameters()).device)["loss"]
-        return bits_per_byte(loss, self.val.inputs.numel(), self.val_bytes)
-
-
-def text_data(tokenizer, config: FinetuneConfig) -> TextData:
-    """Split the text (the default corpus or ``config.data``), tokenize, and cut windows of seq_len + 1 tokens."""
-    train_text, val_text = split_text(DataSource(**config.data).load_text(), config.val_fraction)
-    train_ids, val_ids = tokenizer.encode(train_text), tokenizer.encode(val_text)
-    train = language_modelling_task(train_ids, config.seq_len, tokenizer.vocab_size)
-    val = language_modelling_task(val_ids, config.seq_len, tokenizer.vocab_size)
-    val = val.subset(slice(0, config.eval_sequences))
-    bytes_per_token = len(val_text.encode("utf-8")) / max(len(val_ids), 1)
-    return TextData(train, val, val.inputs.numel() * bytes_per_token)
 
 
 def prepare_lora(model: CausalLM, config: FinetuneConfig) -> list[str]:
@@ -254,21 +178,8 @@ def convert_and_finetune(checkpoint: str | Path | CausalLM, to: str, out: str | 
 
 
 def _check_same_request(out: Path, request: dict, resume: bool) -> None:
-    """Record the target and settings in OUT/convert_request.json; resuming with others is refused (the Trainer's
-    checkpoint alone cannot tell liger-gla from liger-attention: their tensors have the same names)."""
-    path = out / "convert_request.json"
-    if resume and path.exists():
-        saved = read_json(path)
-        if saved != json.loads(json.dumps(request)):
-            differ = [k for k in ("to", "config") if saved.get(k) != json.loads(json.dumps(request[k]))]
-            raise ValueError(f"cannot resume {out}: it was started with other {' and '.join(differ)} "
-                             f"(to={saved.get('to')!r}); give the same --to and --set, or --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(path, request)
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
+    record_request(out, "convert_request.json", request, resume,
+                   "give the same --to and --set, or --overwrite")
 
 
 def _group_names(names: list[str]) -> list[str]:
