@@ -294,8 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     quant.add_argument("--method", required=True, choices=list(METHODS),
                        help="fairy2i (widely-linear complex, codes ±1/±i), rtn (real per-channel round-to-nearest), "
                        "ternary (real per-channel ternary), bitnet (BitNet b1.58 ternary)")
-    quant.add_argument("--bits", type=int, help="fairy2i: residual stages = bits per weight (1..4; the paper: 1 or 2; default 2); "
-                       "rtn: 2, 3 or 4 (default 2); not for ternary / bitnet")
+    quant.add_argument("--bits", type=int, help="fairy2i: residual stages = bits per weight (1..4; the paper: "
+                       "1 or 2; default 2); rtn: 2, 3 or 4 (default 2); not for ternary / bitnet")
     quant.add_argument("--out", required=True, help="output folder: model/, finetune/ (the run), quantize_summary.json")
     quant.add_argument("--resume", action="store_true", help="continue the fine-tuning from OUT/finetune/checkpoint.pt")
     quant.add_argument("--overwrite", action="store_true", help="start again in an OUT that holds a run")

@@ -45,7 +45,8 @@ class QuantizedLinear(nn.Module):
 
     def pack(self) -> "PackedLinear":
         _, codes, scales = self.quantizer.quantize(self.weight.detach())
-        return PackedLinear(self.in_features, self.out_features, self.quantizer, pack_codes(codes, self.quantizer.code_bits),
+        packed = pack_codes(codes, self.quantizer.code_bits)
+        return PackedLinear(self.in_features, self.out_features, self.quantizer, packed,
                             scales.float(), None if self.bias is None else nn.Parameter(self.bias.detach().clone()))
 
     def extra_repr(self) -> str:

@@ -149,7 +149,7 @@ def quantize_and_finetune(checkpoint, method: str, bits: int | None, out: str | 
 
 
 def save_quantized(model, directory: str | Path, tokenizer, method: str, bits: int | None, names: list[str]) -> Path:
-    """A packed model (after :func:`~recurlab.compress.layers.pack_model`) as ``config.json`` + ``model.safetensors``."""
+    """A packed model (after :func:`~recurlab.compress.layers.pack_model`) as config.json + model.safetensors."""
     from ..models.pretrained import save_model_files
 
     fields = {"model": model.config.to_dict(), "quantization": {"method": method, "bits": bits, "layers": names}}

@@ -89,7 +89,8 @@ def test_recursive_residual_stages_lower_the_error_and_rebuild_from_codes():
     two, codes2, scales2 = fairy2i_quantize(weight, 2)
     assert torch.equal(codes2[0], codes1[0]) and torch.equal(scales2[0], scales1[0])
     u, w = to_widely_linear(weight - one)
-    assert torch.equal(phase_codes(u.real, u.imag), codes2[1, 0]) and torch.equal(phase_codes(w.real, w.imag), codes2[1, 1])
+    assert torch.equal(phase_codes(u.real, u.imag), codes2[1, 0])
+    assert torch.equal(phase_codes(w.real, w.imag), codes2[1, 1])
 
 
 def test_every_quantised_weight_is_a_codebook_point_times_its_scale():

@@ -82,7 +82,8 @@ def test_bad_methods_and_bits_are_named():
 
 def tiny_model() -> CausalLM:
     torch.manual_seed(0)
-    return CausalLM(ModelConfig(vocab_size=256, d_model=32, n_layers=2, mixer="gla", channel_kwargs={"hidden_size": 48}))
+    return CausalLM(ModelConfig(vocab_size=256, d_model=32, n_layers=2, mixer="gla",
+                                channel_kwargs={"hidden_size": 48}))
 
 
 def test_straight_through_layers_quantise_the_forward_and_pass_the_gradient():
