@@ -257,8 +257,21 @@ def _yes(flag):
     return "–" if flag is None else ("yes" if flag else "no")
 
 
+def _beats(a: float | None, b: float | None, tol: float):
+    """"yes" if a > b by more than tol, "no" if a < b by more than tol, "tie (within N points)" otherwise; None
+    if either is missing. Accuracy differences inside the tolerance are not read as a result either way."""
+    if a is None or b is None:
+        return None
+    if a > b + tol:
+        return "yes"
+    if a < b - tol:
+        return "no"
+    return f"tie (within {100 * tol:g} points)"
+
+
 def claims(cfg: VisionBenchConfig, agg: dict) -> list[dict]:
-    """Each paper's claim, per data set, with whether it held here (computed from the rows; None: not measured)."""
+    """Each paper's claim, per data set, with whether it held here (computed from the rows; None: not measured).
+    Accuracy comparisons use the report's tolerance: a difference inside it is a tie, not a win."""
     tol = cfg.tolerance / 100
     out = []
     for ds in cfg.datasets:
@@ -272,16 +285,20 @@ def claims(cfg: VisionBenchConfig, agg: dict) -> list[dict]:
             out.append({"dataset": ds, "paper": paper, "claim": claim, "held": held, "evidence": evidence})
 
         h, c, v = acc("hornet"), acc("convnext"), acc("vit")
-        row("HorNet", "HorNet beats ConvNeXt at similar size", None if h is None or c is None else h > c,
+        row("HorNet", "HorNet beats ConvNeXt at similar size", _beats(h, c, tol),
             f"hornet {_pct(h)} vs convnext {_pct(c)}")
-        row("HorNet", "HorNet beats ViT at similar size", None if h is None or v is None else h > v,
-            f"hornet {_pct(h)} vs vit {_pct(v)}")
+        row("HorNet", "HorNet beats ViT at similar size", _beats(h, v, tol), f"hornet {_pct(h)} vs vit {_pct(v)}")
         orders = [(n, acc(f"hornet-n{n}")) for n in range(1, 6) if acc(f"hornet-n{n}") is not None]
         if len(orders) >= 2:
             accs = [a for _, a in orders]
-            monotone = all(b >= a for a, b in zip(accs, accs[1:]))
-            held = "yes" if monotone else ("partly (highest order > lowest, not monotone)"
-                                           if accs[-1] > accs[0] else "no")
+            if max(accs) - min(accs) <= tol:
+                held = f"no difference (all within {cfg.tolerance:g} points)"
+            elif all(b >= a - tol for a, b in zip(accs, accs[1:])) and accs[-1] > accs[0] + tol:
+                held = "yes"
+            elif accs[-1] > accs[0] + tol:
+                held = "partly (highest order > lowest, not monotone)"
+            else:
+                held = "no"
         else:
             held = None
         row("HorNet", "accuracy rises with the order n", held,
@@ -306,7 +323,7 @@ def claims(cfg: VisionBenchConfig, agg: dict) -> list[dict]:
         rec, flat = get("sret"), get("sret-n1")
         if rec and flat:
             row("SReT", "recursion helps: blocks applied twice beat the same blocks applied once",
-                rec["top1"] > flat["top1"], f"sret {_pct(rec['top1'])} vs sret-n1 {_pct(flat['top1'])} "
+                _beats(rec["top1"], flat["top1"], tol), f"sret {_pct(rec['top1'])} vs sret-n1 {_pct(flat['top1'])} "
                 f"({rec['params']:,.0f} vs {flat['params']:,.0f} params, {rec['mflops']:.1f} vs "
                 f"{flat['mflops']:.1f} MFLOPs)")
     return out

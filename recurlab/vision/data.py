@@ -370,7 +370,8 @@ def make_relations(n: int, *, seed: int = 0, size: int = 32, noise: float = 0.05
     Why it needs interactions: the pair of shapes is drawn independently of the label, every shape is R in half of
     its images and O in the other half, and the centres are drawn so that each shape's centre has the same
     distribution in every class. So a single shape with its position, anywhere in the image, says nothing about the
-    label, and a bag of patches without positions (the same two shapes in every class) says nothing either. The
+    label, and a bag of pixels without positions (the same two shapes in every class) says nothing either (a bag of
+    grid-cut patches sees the shapes' offsets to the grid, which give the axis at best: 50%). The
     shapes are at least 2r + 2 pixels apart, so no patch narrower than that holds both. Without the cycle one can
     tell the axis (row or column) but not the side: 50% at best. The class needs both identities and both
     positions together.
