@@ -13,7 +13,7 @@ import importlib
 # name -> module under recurlab.bench that defines BENCHMARK
 BENCHMARKS = {"ops": "ops", "layers": "layers", "mqar": "mqar", "decode": "decode", "decoding": "decoding", "lm": "lm",
               "recursion": "recursion", "allocator": "allocator",
-              "convert": "convert", "vision": "vision"}
+              "convert": "convert", "vision": "vision", "quantize": "quantize"}
 
 
 def names() -> list[str]:
