@@ -75,6 +75,11 @@ def test_documented_command_parses_and_configures(where, argv, monkeypatch, tmp_
     if argv[:1] == ["convert"]:  # a conversion reads a model folder and trains: run in tests/convert/
         monkeypatch.setattr("recurlab.convert.finetune.convert_and_finetune",
                             lambda checkpoint, to, out, config, **kwargs: {"to": to})
+    if argv[:1] == ["quantize"]:  # quantising reads a model folder and trains: run in tests/compress/
+        monkeypatch.setattr("recurlab.compress.quantize.quantize_and_finetune",
+                            lambda checkpoint, method, bits, out, config, **kwargs: {"method": method})
+    if argv[:1] == ["train"] and "vision" in argv:  # trains: run in tests/vision/test_train.py
+        monkeypatch.setattr("recurlab.vision.train.train_vision", lambda cfg, out, **kwargs: {"model": cfg.model})
     if argv[:1] == ["info"]:
         pytest.skip("recurlab info builds the kernels; tests/test_cli.py runs it")
     try:

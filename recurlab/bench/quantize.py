@@ -73,9 +73,6 @@ class QuantizeBenchConfig:
                 parse_method(name)
             except ValueError as error:
                 raise ValueError(f"methods has {name!r}: {error} (write method-bits, e.g. fairy2i-2)") from None
-        for name, folder in self.checkpoints.items():
-            if not (Path(folder) / "config.json").exists() and not (Path(folder) / "model" / "config.json").exists():
-                raise ValueError(f"checkpoints.{name}: {folder} holds no saved model (config.json)")
 
     @classmethod
     def quick(cls, **overrides) -> "QuantizeBenchConfig":
@@ -99,6 +96,9 @@ def train_job(cfg: QuantizeBenchConfig, preset: str) -> dict:
 def sources(cfg: QuantizeBenchConfig) -> dict[str, dict]:
     """name -> what the quantised models start from: a train job of this run, or a saved folder."""
     if cfg.checkpoints:
+        for name, folder in cfg.checkpoints.items():
+            if not (Path(folder) / "config.json").exists() and not (Path(folder) / "model" / "config.json").exists():
+                raise ValueError(f"checkpoints.{name}: {folder} holds no saved model (config.json)")
         return {name: {"path": str(folder), "seq_len": cfg.seq_len} for name, folder in cfg.checkpoints.items()}
     return {preset: train_job(cfg, preset) for preset in cfg.presets}
 

@@ -68,8 +68,12 @@ def test_registered_and_jobs_follow_the_axes(tmp_path, setup):
 
 
 @pytest.mark.parametrize("assignment, key", [("methods=fairy2i-9", "methods"), ("methods=gptq-2", "methods"),
-                                             ("presets=lm-nope", "presets"), ("finetune_lr=0", "finetune_lr"),
-                                             ("checkpoints.x=/nowhere", "checkpoints")])
+                                             ("presets=lm-nope", "presets"), ("finetune_lr=0", "finetune_lr")])
 def test_bad_settings_name_the_field(assignment, key):
     with pytest.raises((ConfigError, ValueError), match=key):
         override(QuantizeBenchConfig(), [assignment])
+
+
+def test_a_missing_checkpoint_is_named_before_any_work():
+    with pytest.raises(ValueError, match="checkpoints.x: /nowhere holds no saved model"):
+        jobs(override(QuantizeBenchConfig(), ['checkpoints={"x": "/nowhere"}']))
