@@ -12,6 +12,8 @@ FP16's 6.63, better than real binary and ternary methods). This benchmark tests 
                optimizer for every method), then packed and saved
     speed      forward tokens/s of the full-precision and of the packed model at batch ``speed_batch`` x the
                preset's sequence length, side by side (``timing.measure_interleaved``)
+    control    every model fine-tuned in float32 with the same tokens and optimizer: how much of a QAT gain is
+               plain extra training
 
 Every model is scored on the same validation windows (bits per byte). Each training and quantisation is a job of
 the run log (an interrupted run continues; a job's own fine-tuning resumes from its checkpoint); models stay in
@@ -119,6 +121,9 @@ def jobs(cfg: QuantizeBenchConfig) -> list[dict]:
             out.append({"part": "quantize", "model": name, "source": source, "method": method,
                         "finetune": asdict(finetune_config(cfg, seq_len)), "speed_batch": cfg.speed_batch,
                         "speed_repeats": cfg.speed_repeats})
+        if cfg.finetune_tokens:
+            out.append({"part": "control", "model": name, "source": source,
+                        "finetune": asdict(finetune_config(cfg, seq_len))})
     return out
 
 
@@ -166,8 +171,29 @@ def measure_quantize(job: dict, ctx: Context) -> dict:
             "threads": torch.get_num_threads()}
 
 
+def measure_control(job: dict, ctx: Context) -> dict:
+    """The float32 model fine-tuned exactly as the quantised ones are (tokens, optimizer, data order)."""
+    from ..compress.quantize import finetune_train_config
+    from ..train.text_finetune import load_checkpoint, text_data
+    from ..train.trainer import Trainer
+
+    model, tokenizer = load_checkpoint(_source_folder(ctx, job["source"]))
+    ft = QuantizeFinetune(**job["finetune"])
+    data = text_data(tokenizer, ft)
+    model.float().eval()
+    before = data.bits_per_byte(model)
+    model.train()
+    folder = ctx.out_dir / "control" / f"{job['model']}-{job_key(job)}"
+    trainer = Trainer(model, data.train, data.val, finetune_train_config(ft, ctx.progress), out_dir=folder)
+    fit = trainer.fit(resume=(folder / "checkpoint.pt").exists())
+    trainer.close()
+    model.eval()
+    return {"model": job["model"], "full_bits_per_byte": before, "finetuned_bits_per_byte": data.bits_per_byte(model),
+            "finetune_tokens": fit["step"] * ft.batch_size * ft.seq_len}
+
+
 def measure(job: dict, ctx: Context) -> dict:
-    return measure_train(job, ctx) if job["part"] == "train" else measure_quantize(job, ctx)
+    return {"train": measure_train, "quantize": measure_quantize, "control": measure_control}[job["part"]](job, ctx)
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -177,7 +203,8 @@ def rows_of(finished: Finished) -> list[dict]:
     return [r for j, r in finished if j["part"] == "quantize"]
 
 
-def render_markdown(cfg: QuantizeBenchConfig, rows: list[dict], trained: list[dict]) -> str:
+def render_markdown(cfg: QuantizeBenchConfig, rows: list[dict], trained: list[dict],
+                    controls: list[dict] | None = None) -> str:
     lines = ["# recurlab bench quantize", "",
              f"Straight-through fine-tuning: {cfg.finetune_tokens:,} tokens per quantised model (AdamW, betas 0.9 / "
              f"0.95, lr {cfg.finetune_lr:g} constant, no weight decay, clipping 2, batch {cfg.finetune_batch}); "
@@ -199,6 +226,12 @@ def render_markdown(cfg: QuantizeBenchConfig, rows: list[dict], trained: list[di
              f"{r['bytes_full'] / 1e6:.1f} -> {r['bytes_packed'] / 1e6:.2f}",
              f"{r['full_tokens_per_s']:,.0f} / {r['packed_tokens_per_s']:,.0f}"] for r in rows]
     lines += ["## Validation bits per byte", "", markdown_table(header, body), ""]
+    if controls:
+        lines += ["The float32 control: each model fine-tuned without quantisation, with the same tokens and "
+                  "optimizer (what plain extra training gives):", "",
+                  markdown_table(["model", "float32", "float32 fine-tuned", "tokens"],
+                                 [[c["model"], f"{c['full_bits_per_byte']:.3f}", f"{c['finetuned_bits_per_byte']:.3f}",
+                                   f"{c['finetune_tokens']:,}"] for c in controls]), ""]
     lines += ["## Fairy2i's claim", "", f"The paper: {FAIRY2I_CLAIM}.", ""]
     claim_rows = []
     for model in dict.fromkeys(r["model"] for r in rows):
@@ -220,7 +253,9 @@ def render_markdown(cfg: QuantizeBenchConfig, rows: list[dict], trained: list[di
 def report(cfg: QuantizeBenchConfig, finished: Finished) -> Report:
     rows = rows_of(finished)
     trained = [r for j, r in finished if j["part"] == "train"]
-    return Report(render_markdown(cfg, rows, trained), {"rows": rows, "trained": trained},
+    controls = [r for j, r in finished if j["part"] == "control"]
+    return Report(render_markdown(cfg, rows, trained, controls), {"rows": rows, "trained": trained,
+                                                                  "controls": controls},
                   lambda path: plot_quantize(rows, path))
 
 
@@ -253,12 +288,17 @@ def plot_quantize(rows: list[dict], path) -> None:
 
 
 def label(job: dict) -> str:
-    return f"train {job['arch']}" if job["part"] == "train" else f"{job['model']} {job['method']}"
+    if job["part"] == "train":
+        return f"train {job['arch']}"
+    return f"{job['model']} {job.get('method', 'float32 control')}"
 
 
 def summary(job: dict, result: dict) -> str:
     if job["part"] == "train":
         return f"trained {result['arch']}: {result['val_bits_per_byte']:.3f} bits per byte"
+    if job["part"] == "control":
+        return (f"{result['model']} float32 fine-tuned: {result['full_bits_per_byte']:.3f} -> "
+                f"{result['finetuned_bits_per_byte']:.3f} bits per byte")
     return (f"{result['model']} {result['quantizer']}: {result['full_bits_per_byte']:.3f} -> PTQ "
             f"{result['ptq_bits_per_byte']:.3f} -> QAT {result['qat_bits_per_byte']:.3f} bits per byte")
 

@@ -66,7 +66,8 @@ class QuantizeConfig:
         check_fields(self)
 
 
-def _train_config(config: QuantizeFinetune, progress: bool):
+def finetune_train_config(config: QuantizeFinetune, progress: bool):
+    """The Trainer's settings of the straight-through fine-tuning (also the float32 control of bench quantize)."""
     from ..train.config import TrainConfig
 
     return TrainConfig(steps=config.steps, batch_size=config.batch_size, lr=config.lr, warmup_steps=0,
@@ -125,7 +126,7 @@ def quantize_and_finetune(checkpoint, method: str, bits: int | None, out: str | 
         from ..train.trainer import Trainer
 
         model.train()
-        trainer = Trainer(model, data.train, data.val, _train_config(ft, progress), out_dir=out / "finetune")
+        trainer = Trainer(model, data.train, data.val, finetune_train_config(ft, progress), out_dir=out / "finetune")
         fit = trainer.fit(resume=run.resume, overwrite=overwrite)
         trainer.close()
     model.eval()

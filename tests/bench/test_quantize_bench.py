@@ -52,6 +52,9 @@ def test_every_method_is_scored_on_the_same_model_and_the_run_resumes(tmp_path, 
     assert rows["fairy2i-2"]["bits_per_weight"] == 2 and rows["bitnet"]["bits_per_weight"] == pytest.approx(1.585, 1e-3)
     md = (out / "results.md").read_text()
     assert "## Fairy2i's claim" in md and "fairy2i-2 vs rtn-2" in md and (out / "quantize.png").stat().st_size > 0
+    (control,) = result["controls"]  # the float32 model fine-tuned alike: same start, same budget
+    assert control["full_bits_per_byte"] == rows["fairy2i-2"]["full_bits_per_byte"]
+    assert control["finetune_tokens"] == 256 and "float32 fine-tuned" in md
     lines = (out / "runs.jsonl").read_text().splitlines()
     again = run(tiny(corpus, folder), out)  # reused
     assert (out / "runs.jsonl").read_text().splitlines() == lines and json.dumps(again["rows"]) == json.dumps(result["rows"])
@@ -62,8 +65,9 @@ def test_registered_and_jobs_follow_the_axes(tmp_path, setup):
     assert load_bench("quantize") is BENCHMARK
     presets = QuantizeBenchConfig()
     parts = [j["part"] for j in jobs(presets)]
-    assert parts.count("train") == 3 and parts.count("quantize") == 15
-    assert [j["part"] for j in jobs(tiny(corpus, folder))] == ["quantize"] * 3  # checkpoints: nothing trained
+    assert parts.count("train") == 3 and parts.count("quantize") == 15 and parts.count("control") == 3
+    # checkpoints: nothing trained
+    assert [j["part"] for j in jobs(tiny(corpus, folder))] == ["quantize"] * 3 + ["control"]
     assert parse_method("fairy2i-1") == ("fairy2i", 1) and parse_method("ternary") == ("ternary", None)
 
 
