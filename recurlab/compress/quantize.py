@@ -36,7 +36,7 @@ import torch
 from ..configs import check_fields, param
 from ..files import write_json
 from ..train.run_folder import RunFolder
-from ..train.text_finetune import TextFinetune, load_checkpoint, record_request, text_data
+from ..train.text_finetune import TextFinetune, model_and_tokenizer, record_request, text_data
 from .layers import empty_packed_model, pack_model, quantize_model
 from .methods import get_quantizer
 
@@ -96,15 +96,7 @@ def quantize_and_finetune(checkpoint, method: str, bits: int | None, out: str | 
             return json.loads((out / SUMMARY).read_text())
         raise ValueError(f"OUT {out} already holds a quantised model ({SUMMARY}); choose another folder or "
                          f"overwrite (--overwrite)")
-    if isinstance(checkpoint, CausalLM):
-        model = checkpoint
-        if tokenizer is None:
-            raise ValueError("tokenizer is required when checkpoint is a CausalLM (it encodes the text)")
-    else:
-        model, tokenizer = load_checkpoint(checkpoint)
-        if tokenizer is None:
-            raise ValueError(f"CHECKPOINT {checkpoint} has no tokenizer saved with the model; the fine-tuning and "
-                             f"validation text cannot be encoded")
+    model, tokenizer = model_and_tokenizer(checkpoint, tokenizer)
     ft = config.finetune
     run = RunFolder(out / "finetune", resume and (out / "finetune" / "checkpoint.pt").exists(), overwrite)
     if ft.tokens:

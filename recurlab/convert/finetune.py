@@ -37,7 +37,8 @@ from ..files import write_json
 from ..models.causal_lm import CausalLM
 from ..train.config import TrainConfig
 from ..train.run_folder import RunFolder
-from ..train.text_finetune import TextFinetune, load_checkpoint, read_json, record_request, text_data  # noqa: F401
+from ..train.text_finetune import (TextFinetune, load_checkpoint, model_and_tokenizer, read_json,  # noqa: F401
+                                   record_request, text_data)
 from .liger import check_attention_model, check_target, convert, new_parameter_names
 from .lora import add_lora, lora_parameters, merge_lora
 
@@ -122,15 +123,7 @@ def convert_and_finetune(checkpoint: str | Path | CausalLM, to: str, out: str | 
             return read_json(out / SUMMARY)
         raise ValueError(f"OUT {out} already holds a converted model ({SUMMARY}); choose another folder or "
                          f"overwrite (--overwrite)")
-    if isinstance(checkpoint, CausalLM):
-        model = checkpoint
-        if tokenizer is None:
-            raise ValueError("tokenizer is required when checkpoint is a CausalLM (it encodes the fine-tuning text)")
-    else:
-        model, tokenizer = load_checkpoint(checkpoint)
-        if tokenizer is None:
-            raise ValueError(f"CHECKPOINT {checkpoint} has no tokenizer saved with the model; the fine-tuning and "
-                             f"validation text cannot be encoded")
+    model, tokenizer = model_and_tokenizer(checkpoint, tokenizer)
     check_attention_model(model)
     ft = config.finetune
     run = RunFolder(out / "finetune", resume and (out / "finetune" / "checkpoint.pt").exists(), overwrite)

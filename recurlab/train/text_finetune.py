@@ -83,6 +83,20 @@ def load_checkpoint(folder: str | Path):
     return load_hf_checkpoint(folder), tokenizer
 
 
+def model_and_tokenizer(checkpoint, tokenizer=None):
+    """(model, tokenizer) of ``checkpoint``: a CausalLM with the ``tokenizer`` given beside it, or a folder
+    (:func:`load_checkpoint`) holding its own; a ValueError when there is no tokenizer to encode the text with."""
+    if isinstance(checkpoint, CausalLM):
+        if tokenizer is None:
+            raise ValueError("tokenizer is required when checkpoint is a CausalLM (it encodes the fine-tuning text)")
+        return checkpoint, tokenizer
+    model, tokenizer = load_checkpoint(checkpoint)
+    if tokenizer is None:
+        raise ValueError(f"CHECKPOINT {checkpoint} has no tokenizer saved with the model; the fine-tuning and "
+                         f"validation text cannot be encoded")
+    return model, tokenizer
+
+
 @dataclass
 class TextData:
     """The fine-tuning and validation tasks of a text, and what bits per byte needs."""
