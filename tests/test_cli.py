@@ -167,6 +167,21 @@ def check_quantize_fairy2i(out: str):
 EXAMPLE_CHECKS["quantize_fairy2i.py"] = check_quantize_fairy2i
 
 
+def check_sorted_submodels(out: str):
+    rows = re.findall(r"^ +([12]) +(\d+) +([0-9,]+) +([0-9.]+) +([0-9.]+)$", out, re.M)
+    assert [(d, w) for d, w, *_ in rows] == [("2", "176"), ("2", "44"), ("1", "176"), ("1", "44")], out
+    usual = {(d, w): float(u) for d, w, _, u, _ in rows}
+    nested = {(d, w): float(s) for d, w, _, _, s in rows}
+    for key in [("2", "44"), ("1", "176"), ("1", "44")]:  # prefixes of a usual model were never trained alone
+        assert nested[key] < usual[key] - 0.1, (key, out)
+    saved = numbers_after(out, "parameters,")
+    assert len(saved) == 1 and abs(saved[0] - nested[("1", "44")]) < 1e-6, out  # the saved copy is the sub-model
+    assert "saved the depth-1, width-44 sub-model: 42,992 parameters" in out, out
+
+
+EXAMPLE_CHECKS["sorted_submodels.py"] = check_sorted_submodels
+
+
 @pytest.mark.parametrize("name", sorted(EXAMPLE_CHECKS))
 def test_example_prints_what_it_promises(name):
     EXAMPLE_CHECKS[name](run_example(name))

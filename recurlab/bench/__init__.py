@@ -13,7 +13,8 @@ import importlib
 # name -> module under recurlab.bench that defines BENCHMARK
 BENCHMARKS = {"ops": "ops", "layers": "layers", "mqar": "mqar", "decode": "decode", "decoding": "decoding", "lm": "lm",
               "recursion": "recursion", "allocator": "allocator",
-              "convert": "convert", "vision": "vision", "quantize": "quantize"}
+              "convert": "convert", "vision": "vision", "quantize": "quantize",
+              "sorted": "sorted", "prune": "prune"}
 
 
 def names() -> list[str]:

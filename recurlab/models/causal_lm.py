@@ -6,6 +6,7 @@
     logits_t, state = model.step(ids_t, state)  # (B,) -> (B, vocab): decoding, O(1) per token for
                                                 # recurrent mixers, a growing KV cache for attention
     model.generate(prompt, 100); model.save_pretrained(folder); CausalLM.from_pretrained(folder)
+    small = model.submodel(depth=2, width=128)  # nested sub-model sharing these tensors (SortedNet)
 
 The depth module (``config.depth``: the plain stack, or a recursion over depth) is where networks
 differ; everything here is shared. A depth module's ``aux_loss`` (router losses) is exposed as
@@ -122,6 +123,15 @@ class CausalLM(nn.Module):
         from .pretrained import load_pretrained
 
         return load_pretrained(cls, directory, map_location, dtype)
+
+    # ------------------------------------------------------------------ nested sub-models
+
+    def submodel(self, depth: int | None = None, width: int | None = None) -> "CausalLM":
+        """The first ``depth`` blocks with channel mixers narrowed to their first ``width`` hidden units (None: all),
+        sharing this model's tensors (SortedNet; recurlab/models/submodel.py). ``.extract()`` copies it out."""
+        from .submodel import submodel
+
+        return submodel(self, depth, width)
 
     # ------------------------------------------------------------------ size
 

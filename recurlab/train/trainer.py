@@ -49,21 +49,30 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def labelled_loss(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of the cross-entropies at labelled positions, plus the model's aux_loss scaled to a sum; number
+    labelled) of ``model`` on one batch: inputs (B, T) ids, labels (B, T) with IGNORE where unlabelled."""
+    hidden, _ = model.features(inputs)
+    mask = labels != IGNORE
+    loss = masked_cross_entropy(model.logits(hidden[mask]), labels[mask], reduction="sum")
+    aux = getattr(model, "aux_loss", None)  # router losses of recursion models, per batch
+    if aux is not None:
+        loss = loss + aux.float() * mask.sum()  # the loss is a sum over labels: scale the mean-like aux term
+    return loss, mask.sum()
+
+
 class _LabelledLoss(nn.Module):
-    """Wraps the model so DDP sees one forward: (inputs, labels) -> (sum of losses, number labelled)."""
+    """Wraps the model so DDP sees one forward: (inputs, labels) -> (sum of losses, number labelled). A model
+    with its own ``labelled_loss(inputs, labels)`` method (e.g. SortedNet's, which averages sampled sub-models,
+    recurlab/compress/sorted.py) computes it; any other gets :func:`labelled_loss`."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
     def forward(self, inputs, labels):
-        hidden, _ = self.model.features(inputs)
-        mask = labels != IGNORE
-        loss = masked_cross_entropy(self.model.logits(hidden[mask]), labels[mask], reduction="sum")
-        aux = getattr(self.model, "aux_loss", None)  # router losses of recursion models, per batch
-        if aux is not None:
-            loss = loss + aux.float() * mask.sum()  # the loss is a sum over labels: scale the mean-like aux term
-        return loss, mask.sum()
+        own = getattr(self.model, "labelled_loss", None)
+        return own(inputs, labels) if own is not None else labelled_loss(self.model, inputs, labels)
 
 
 def _autocast(device: torch.device, precision: str):

@@ -357,6 +357,12 @@ def test_mlp_and_cglu():
     x = torch.randn(3, 5, 12, dtype=torch.float64)
     mlp = layers.build("mlp", 12).double()
     torch.testing.assert_close(mlp(x), mlp.down(F.gelu(mlp.up(x))), **TOL)
+    relu = layers.build("mlp", 12, activation="relu").double()
+    torch.testing.assert_close(relu(x), relu.down(relu.up(x).clamp(min=0)), **TOL)
+    relu2 = layers.build("mlp", 12, activation="relu2").double()
+    torch.testing.assert_close(relu2(x), relu2.down(relu2.up(x).clamp(min=0) ** 2), **TOL)
+    with pytest.raises(ValueError, match="activation must be one of gelu, relu, relu2"):
+        layers.build("mlp", 12, activation="tanh")
     cglu = layers.build("cglu", 12).double()
     x1 = cglu.up(x)
     h = cglu.down(x1 * torch.sigmoid(cglu.slope * x1))
