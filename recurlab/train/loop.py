@@ -121,8 +121,9 @@ def train_windows(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: C
     Args:
         model: called as ``model(*inputs)``; put in training mode at the start of every window (``validate`` may
             switch it to evaluation mode).
-        optimizer: any torch optimizer (Opacus' DPOptimizer included). Its learning rates at the start are the
-            peaks that ``lr_factor`` scales.
+        optimizer: any torch optimizer (Opacus' DPOptimizer included). Its learning rates when a loop first
+            sees it (kept as each group's ``initial_lr``) are the peaks that ``lr_factor`` scales, in this call
+            and in later calls with the same optimizer.
         loss_fn: ``loss_fn(output, target) -> scalar tensor``.
         windows: an iterable of windows, each an iterable of batches ``(*inputs, target)``. Batches with no
             examples (which Poisson sampling can draw) are skipped and take no step.
@@ -147,7 +148,10 @@ def train_windows(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: C
         raise ValueError("select and patience need validate")
     if patience is not None and (select is None or patience < 1):
         raise ValueError(f"patience needs select and must be >= 1, got select={select!r}, patience={patience}")
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    # the peaks: each group's rate when a loop first saw it, kept in the group as torch's schedulers keep theirs;
+    # a caller that runs the loop one epoch at a time (the vision trainer) then continues one schedule instead of
+    # scaling the rates the previous call left, which compounded the decay epoch after epoch
+    base_lrs = [group.setdefault("initial_lr", group["lr"]) for group in optimizer.param_groups]
     history = History()
     best_state, stale = None, 0
     bar = tqdm(total=total_steps, desc=desc, unit="step", disable=not progress, leave=False, dynamic_ncols=True)

@@ -117,6 +117,22 @@ def test_schedule_sets_the_learning_rate_of_every_step():
     assert model.weight.item() == pytest.approx(-sum(expected), abs=1e-6)
 
 
+def test_a_schedule_continued_over_several_calls_keeps_its_peak():
+    """One epoch per call with a global-step schedule (as the vision trainer runs it): the second call scales the
+    original peak, not the rate the first call left (which compounded the decay epoch after epoch)."""
+    model = nn.Linear(1, 1, bias=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    factor = partial(warmup_times_cosine, total=8, warmup=2, min_ratio=0.1)
+    ones = torch.ones(1, 1)
+    rates = []
+    for epoch in range(2):
+        h = train_steps(model, optimizer, lambda out, target: out.sum(), lambda s: (ones, ones), steps=4,
+                        eval_every=4, lr_factor=lambda s, first=4 * epoch: factor(first + s))
+        rates += h.lr
+    assert rates == [0.5 * factor(s) for s in range(8)]
+    assert optimizer.param_groups[0]["initial_lr"] == 0.5
+
+
 def test_train_steps_calls_batch_fn_in_order_and_validates_every_window():
     x, y = _regression(n=8)
     model = nn.Linear(4, 1)
