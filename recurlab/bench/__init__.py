@@ -14,7 +14,8 @@ import importlib
 BENCHMARKS = {"ops": "ops", "layers": "layers", "mqar": "mqar", "decode": "decode", "decoding": "decoding", "lm": "lm",
               "recursion": "recursion", "allocator": "allocator",
               "convert": "convert", "vision": "vision", "quantize": "quantize",
-              "sorted": "sorted", "prune": "prune"}
+              "sorted": "sorted", "prune": "prune", "autoneural": "autoneural",
+              "compress": "compress"}
 
 
 def names() -> list[str]:

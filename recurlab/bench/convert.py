@@ -26,7 +26,6 @@ continues, a job's own training resumes from its checkpoint); the models stay in
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from ..models import CausalLM, ModelConfig
 from ..train.lm import PRESETS, LMSetup, train_language_model
 from .harness import Benchmark, Context, Finished, Report, job_key
 from .report import markdown_table
-from .timing import measure_interleaved
+from .timing import decode_side_by_side
 
 TEACHER_PRESET = "lm-attention"
 LIGER_CLAIM = (0.0002, 93.0)  # (fraction of pretraining tokens, % of quality recovered): the paper's claim
@@ -225,27 +224,7 @@ def measure_decode(job: dict, ctx: Context) -> dict:
     """Greedy decoding of ``tokens`` tokens after a ``prompt``-token prompt, batch 1, side by side (interleaved
     rounds, medians; the prefill is not timed), and the decoding state's bytes at the end."""
     models = {arch: CausalLM.from_pretrained(_model_folder(ctx, m)).eval() for arch, m in job["models"].items()}
-    state_bytes: dict[str, int] = {}
-
-    def prefill(model):
-        ids = torch.randint(0, model.config.vocab_size, (1, job["prompt"]),
-                            generator=torch.Generator().manual_seed(job["seed"]))
-        with torch.no_grad():
-            return model(ids)[1], ids[:, -1]
-
-    @torch.no_grad()
-    def decode(prepared, arch):
-        state, token = prepared
-        for _ in range(job["tokens"]):
-            logits, state = models[arch].step(token, state)
-            token = logits.argmax(-1)
-        state_bytes[arch] = state.nbytes()
-
-    timings = measure_interleaved({a: (lambda p, a=a: decode(p, a)) for a in models}, repeats=job["rounds"],
-                                  budget_s=math.inf, device=torch.device("cpu"), warmup={a: 0 for a in models},
-                                  setup={a: (lambda m=m: prefill(m)) for a, m in models.items()})
-    return {"tokens_per_s": {a: job["tokens"] / t.median_s for a, t in timings.items()},
-            "state_bytes": state_bytes, "threads": torch.get_num_threads()}
+    return decode_side_by_side(models, job["prompt"], job["tokens"], job["rounds"], job["seed"])
 
 
 def measure(job: dict, ctx: Context) -> dict:

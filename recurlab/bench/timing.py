@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -87,3 +88,29 @@ def measure_interleaved(fns: dict[str, Callable[..., object]], *, repeats: int, 
             if len(runs[name]) >= repeats or sum(runs[name]) >= budget_s:
                 active.remove(name)
     return {name: Timing(statistics.median(r), r) for name, r in runs.items()}
+
+
+def decode_side_by_side(models: dict, prompt: int, tokens: int, rounds: int, seed: int = 0) -> dict:
+    """Greedy decoding of ``tokens`` tokens after a random ``prompt``-token prompt, batch 1, for every CausalLM of
+    ``models`` (name -> model) side by side: interleaved rounds, medians, the prefill untimed. Returns
+    {"tokens_per_s": {name: ...}, "state_bytes": {name: the decoding state's bytes at the end}, "threads"}."""
+    state_bytes: dict[str, int] = {}
+
+    def prefill(model):
+        ids = torch.randint(0, model.config.vocab_size, (1, prompt), generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            return model(ids)[1], ids[:, -1]
+
+    @torch.no_grad()
+    def decode(prepared, name):
+        state, token = prepared
+        for _ in range(tokens):
+            logits, state = models[name].step(token, state)
+            token = logits.argmax(-1)
+        state_bytes[name] = state.nbytes()
+
+    timings = measure_interleaved({n: (lambda p, n=n: decode(p, n)) for n in models}, repeats=rounds,
+                                  budget_s=math.inf, device=torch.device("cpu"), warmup={n: 0 for n in models},
+                                  setup={n: (lambda m=m: prefill(m)) for n, m in models.items()})
+    return {"tokens_per_s": {n: tokens / t.median_s for n, t in timings.items()}, "state_bytes": state_bytes,
+            "threads": torch.get_num_threads()}

@@ -5,7 +5,8 @@ SwiGLU channel mixers, byte-level vocabulary) sized to train in 12-18 minutes on
 2 CPU cores on the default corpus (800 steps of 16 x 256 tokens), and a TrainConfig. ``lm-sambay`` is a
 SambaY-style decoder-hybrid-decoder: a self-decoder of sliding-window attention
 and GLA layers, whose last GLA layer hands its memory read-out to a
-cross-decoder of gated memory units.
+cross-decoder of gated memory units. ``lm-autoneural`` is AutoNeural's (Nexa AI 2025) LFM2-style backbone: gated
+short convolutions (``short_conv``) with attention in 2 of the 6 blocks.
 
 Bits per byte: validation loss (nats per token) / ln 2 x tokens / bytes; for the
 byte tokenizer one token is one byte. The unigram baseline is the cross-entropy
@@ -52,6 +53,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "lm-liger": _preset("liger"),
     "lm-sambay": _preset(["swa", "gla", "swa", "gla", "gmu", "gmu"], memory_layer=3,
                          mixer_kwargs={"swa": {"window": 64}}),
+    # AutoNeural's language backbone, LFM2's layout at 6 blocks: gated short convolutions with a few attention
+    # layers (LFM2-350M: attention at 6 of 16 blocks, 2, 5, 8, 10, 12, 14); the same parameters as lm-attention
+    "lm-autoneural": _preset(["short_conv", "short_conv", "attention", "short_conv", "short_conv", "attention"]),
 }
 
 

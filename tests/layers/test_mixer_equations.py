@@ -263,6 +263,25 @@ def test_baseconv_is_projection_times_convolution_plus_input(kwargs):
     torch.testing.assert_close(stepped(m, x), expected, **TOL)
 
 
+def test_short_conv_is_lfm2s_gated_short_convolution():
+    """LFM2's gated short convolution (transformers' Lfm2ShortConv): [b, c, h] = x W_in (in that order), u = b ⊙ h,
+    v_t = Σ_{i<3} w[:, i] u_{t-2+i} (causal, no bias), y = W_out(c ⊙ v); nothing more than 2 tokens back."""
+    m = make_mixer("short_conv")
+    assert m.filter.shape == (D, 3) and m.in_proj.bias is None and m.out_proj.bias is None
+    B, T = 2, 8
+    x = torch.randn(B, T, D, dtype=torch.float64)
+    b, c, h = linear(x, m.in_proj).split(D, -1)
+    u = b * h
+    v = torch.stack([sum(m.filter[:, i] * u[:, t - 2 + i] for i in range(3) if t - 2 + i >= 0) for t in range(T)], 1)
+    expected = linear(c * v, m.out_proj)
+    torch.testing.assert_close(m(x)[0], expected, **TOL)
+    torch.testing.assert_close(stepped(m, x), expected, **TOL)
+    changed = x.clone()
+    changed[:, 2] += 1.0  # reaches outputs 2, 3, 4 and no later one
+    diff = (m(changed)[0] - m(x)[0]).abs().amax((0, 2))
+    assert (diff[2:5] > 0).all() and (diff[5:] == 0).all() and (diff[:2] == 0).all()
+
+
 def test_hyena_filter_is_windowed_and_as_long_as_l_max():
     m = make_mixer("hyena")
     h = m.long_filter()
