@@ -31,6 +31,7 @@ from torch import nn
 
 from ..configs import check_fields, param
 from ..train.lm import PRESETS
+from ..vision.data import NAMES as VISION_SETS
 from ..vision.zoo import MODELS as VISION_MODELS
 from .harness import Benchmark, Context, Finished, Report, job_key
 from .report import markdown_table
@@ -56,7 +57,7 @@ class AutoNeuralBenchConfig:
     # encoder -> parameter target of recurlab.vision.zoo; resnet-dwconv takes resnet-conv's widths, so its target is
     # higher: both land near 0.2 M parameters (232,660 and 205,898 at 32 x 32)
     encoders: dict[str, int] = param(factory=lambda: {"resnet-dwconv": 400_000, "vit": 200_000})
-    encoder_dataset: str = param("mnist5k")
+    encoder_dataset: str = param("mnist5k", choices=VISION_SETS)
     encoder_image_size: int = param(32, ge=8)
     encoder_epochs: int = param(30, ge=1)  # the vision bench recipe's: a ViT needs it (10 epochs left it at 29% on mnist5k)
     encoder_bits: list[int] = param(factory=lambda: [8, 4])
@@ -66,6 +67,8 @@ class AutoNeuralBenchConfig:
         check_fields(self)
         if any(not isinstance(b, int) or not 2 <= b <= 8 for b in [*self.int_bits, *self.encoder_bits]):
             raise ValueError(f"int_bits and encoder_bits must be ints in [2, 8], got {self.int_bits}, {self.encoder_bits}")
+        if not (self.presets or self.checkpoints or self.encoders):
+            raise ValueError("presets, checkpoints and encoders are all empty: nothing to measure")
         unknown = [name for name in self.encoders if name not in VISION_MODELS]
         if unknown:
             raise ValueError(f"encoders names unknown model(s) {unknown}; valid: {', '.join(VISION_MODELS)}")
@@ -137,12 +140,6 @@ def _text(tokenizer, eval_sequences: int):
     from ..train.text_finetune import TextFinetune, text_data
 
     return text_data(tokenizer, TextFinetune(seq_len=256, eval_sequences=eval_sequences))
-
-
-def measure_train(job: dict, ctx: Context) -> dict:
-    from .convert import measure_train as train_and_score
-
-    return train_and_score(job, ctx)
 
 
 def measure_decode(job: dict, ctx: Context) -> dict:
@@ -230,6 +227,8 @@ def measure_encoder(job: dict, ctx: Context) -> dict:
 
 
 def measure(job: dict, ctx: Context) -> dict:
+    from .convert import measure_train  # trains a preset and scores it, as bench convert and quantize do
+
     return {"train": measure_train, "decode": measure_decode, "integer": measure_integer,
             "encoder": measure_encoder}[job["part"]](job, ctx)
 

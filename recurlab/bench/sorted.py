@@ -51,7 +51,14 @@ class SortedBenchConfig:
     seed: int = param(0, ge=0)
 
     def __post_init__(self):
+        from .. import layers
+
         check_fields(self)
+        if not self.mixers:
+            raise ValueError("mixers must name at least one token mixer (the benchmark would measure nothing)")
+        unknown = [m for m in self.mixers if m not in layers.names("token")]
+        if unknown:
+            raise ValueError(f"mixers names unknown token mixer(s) {unknown}; valid: {', '.join(layers.names('token'))}")
         if not self.depths or any(not 1 <= d <= self.n_layers for d in self.depths) or len(set(self.depths)) != len(self.depths):
             raise ValueError(f"depths must be distinct ints in [1, n_layers={self.n_layers}], got {self.depths}")
         if (not self.width_fractions or any(not 0 < f <= 1 for f in self.width_fractions)

@@ -130,7 +130,8 @@ def fake_quantize_linear_inputs(model: nn.Module, bits: int, activations: str = 
         with torch.no_grad():
             module.weight.copy_((codes * scale).reshape(module.weight.shape))
         if ranges is None:
-            module.register_forward_pre_hook(_token_quantizer(bits, channel_dim=1 if isinstance(module, nn.Conv2d) else -1))
+            channel_dim = 1 if isinstance(module, nn.Conv2d) else -1  # a pixel's channels / a token's features
+            module.register_forward_pre_hook(_token_quantizer(bits, channel_dim))
         else:
             module.register_forward_pre_hook(_static_quantizer(bits, ranges[i]))
     return model

@@ -92,9 +92,8 @@ class SortedTraining(nn.Module):
         picks = self.draw(int(self.draws))
         self.draws += 1
         total, count = 0.0, None
-        for key in picks:
-            view = self._views[key].train()  # its own narrowed blocks follow the mode too
-            loss, count = labelled_loss(view, inputs, labels)
+        for key in picks:  # a view's own modules (Block wrappers, PrefixChannel) have no mode-dependent layers
+            loss, count = labelled_loss(self._views[key], inputs, labels)
             total = total + loss
         return total / len(picks), count
 

@@ -62,6 +62,10 @@ def test_the_encoders_alone_and_bad_settings(tmp_path):
     assert [j["part"] for j in jobs(cfg)] == ["encoder"]
     with pytest.raises(ValueError, match="encoders names unknown model"):
         AutoNeuralBenchConfig(encoders={"mobilenet": 1000})
+    with pytest.raises(ValueError, match="nothing to measure"):
+        AutoNeuralBenchConfig(presets=[], encoders={})
+    with pytest.raises(ValueError, match="encoder_dataset"):
+        AutoNeuralBenchConfig(encoder_dataset="cifar10")
     with pytest.raises(ValueError, match=r"must be ints in \[2, 8\]"):
         AutoNeuralBenchConfig(int_bits=[1])
     with pytest.raises(ValueError, match="holds no saved model"):

@@ -57,6 +57,8 @@ def test_the_report_reads_partial_runs_and_regenerates_from_its_json():
     ({"depths": [3]}, r"depths must be distinct ints in \[1, n_layers=2\]"),
     ({"width_fractions": [0.0, 1.0]}, r"width_fractions must be distinct numbers in \(0, 1\]"),
     ({"depths": [1]}, "the grid must hold the full model"),
+    ({"mixers": []}, "mixers must name at least one"),
+    ({"mixers": ["glaa"]}, r"mixers names unknown token mixer\(s\) \['glaa'\]"),
 ])
 def test_bad_grids_are_refused(overrides, match):
     with pytest.raises(ValueError, match=match):

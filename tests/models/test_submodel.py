@@ -134,3 +134,9 @@ def test_models_without_a_nestable_layout_are_refused():
                                   memory_layer=0))
     with pytest.raises(ValueError, match="memory sharing"):
         sambay.submodel(depth=2)
+
+
+def test_empty_inputs_pass_through_a_submodel():
+    sub = tiny().submodel(depth=2, width=5)
+    assert sub(torch.zeros(0, 4, dtype=torch.long))[0].shape == (0, 4, 40)
+    assert sub(torch.zeros(2, 0, dtype=torch.long))[0].shape == (2, 0, 40)
