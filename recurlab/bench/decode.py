@@ -9,7 +9,9 @@ recording at each checkpoint length
 - the memory of the decoding state (every state tensor, KV caches at their allocated capacity),
 - the process's peak resident memory (each model runs in a fresh process, so it is its own).
 
-It also times the prefill (one parallel forward) for several prompt lengths.
+It also times the prefill for several prompt lengths: ``model.prefill``, what decoding starts from (one parallel
+forward and the logits of the last position; with a shared KV cache, YOCO's early exit skips the cross-decoder for
+the other positions). Results before 2026-12-02 timed a whole forward with every position's logits.
 Weights are random: speed and memory do not depend on them.
 """
 
@@ -27,7 +29,7 @@ from ..configs import check_fields, param
 from .harness import Benchmark, Context, Finished, Report, settings
 from .report import markdown_table
 
-DEFAULT_PRESETS = ("lm-attention", "lm-gla", "lm-mingru", "lm-rwkv", "lm-gam", "lm-sambay")
+DEFAULT_PRESETS = ("lm-attention", "lm-gla", "lm-mingru", "lm-rwkv", "lm-gam", "lm-samba-gmu")
 
 
 def _presets() -> list[str]:
@@ -94,13 +96,13 @@ def _measure(job: dict) -> dict:
         if batch == 1:
             for n in cfg.prefill_lens:
                 ids = torch.randint(0, vocab, (1, n))
-                model(ids[:, :16])  # warm-up
+                model.prefill(ids[:, :16])  # warm-up
                 start = time.perf_counter()
-                model(ids)
+                model.prefill(ids)
                 prefill.append({"model": preset, "prompt_len": n, "prefill_ms": 1e3 * (time.perf_counter() - start)})
         prompt = torch.randint(0, vocab, (batch, cfg.prompt_len))
-        logits, state = model(prompt)
-        token = logits[:, -1].argmax(-1)
+        logits, state = model.prefill(prompt)
+        token = logits.argmax(-1)
         done, seg_start, total_start = 0, time.perf_counter(), time.perf_counter()
         last_done = 0
         for point in cfg.checkpoints():

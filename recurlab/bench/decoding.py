@@ -1,6 +1,6 @@
 """``recurlab bench decoding``: speculative decoding (chain, RSD-C, RSD-S) against plain decoding, on trained models.
 
-Targets are language-model presets (default lm-attention, lm-gla, lm-sambay) and the draft is a small
+Targets are language-model presets (default lm-attention, lm-gla, lm-samba-gmu) and the draft is a small
 model of the same family (default: the lm-mingru preset cut to 2 blocks of width 128); all are trained
 by the benchmark itself on the default corpus (or ``data``) into ``OUT/models/NAME`` and reused from
 there (an interrupted training continues). Each decoding job then takes one target at one temperature
@@ -42,7 +42,7 @@ from .harness import Benchmark, Context, Finished, Report, settings
 from .lm import train_in_folder
 from .report import markdown_table
 
-DEFAULT_TARGETS = ("lm-attention", "lm-gla", "lm-sambay")
+DEFAULT_TARGETS = ("lm-attention", "lm-gla", "lm-samba-gmu")
 # draft length 2 and 4 (the same depth for every method), and about 6 draft tokens per round (the same budget)
 DEFAULT_METHODS = ("chain:2", "rsd-c:2x2", "rsd-s:2x2",
                    "chain:4", "rsd-c:2x2x1x1", "rsd-s:3x4",

@@ -5,7 +5,7 @@ and length T (default 2048) it reports the parameter count, forward+backward
 time of the layer (a dense random gradient into its output), and the time of
 one decoding ``step`` after a prefill of T tokens (so attention pays for a
 T-token KV cache, recurrent mixers for their fixed state). The gmu layer reads
-a random memory of width d_model. Mixers are timed round-robin; every mixer is
+a random memory of width d_model, cross_attention a random T-token KV cache. Mixers are timed round-robin; every mixer is
 first checked to give the same output from its step loop as from its parallel
 form, and the benchmark refuses to report otherwise. ``profile`` also splits the
 forward+backward time of the named mixers into op categories (torch profiler),
@@ -69,7 +69,26 @@ def _build(name: str, cfg: LayersBenchConfig, dtype=torch.float32):
 
 
 def _memory(mixer, x):
-    return {"memory": torch.randn(*x.shape[:-1], mixer.memory_dim, dtype=x.dtype)} if mixer.reads_memory else {}
+    """What a mixer that reads another layer's output takes beside x (B, T, d): a random memory read-out (gmu), or
+    a random KV cache of the T tokens (cross_attention); nothing for the others."""
+    if mixer.reads_memory:
+        return {"memory": torch.randn(*x.shape[:-1], mixer.memory_dim, dtype=x.dtype)}
+    if mixer.reads_kv:
+        from ..ops import KVCache
+
+        B, T = x.shape[:2]
+        k, v = (torch.randn(B, T, mixer.n_kv_heads, mixer.head_dim, dtype=x.dtype) for _ in range(2))
+        return {"kv": KVCache().append(k, v)}
+    return {}
+
+
+def _at(mem: dict, t: int) -> dict:
+    """The side inputs of token t alone (a step): its memory read-out, or the cache up to and including it."""
+    if "memory" in mem:
+        return {"memory": mem["memory"][:, t]}
+    if "kv" in mem:
+        return {"kv": mem["kv"].without_last(mem["kv"].length - 1 - t)}
+    return {}
 
 
 def check_step_equals_forward(name: str, cfg: LayersBenchConfig) -> str | None:
@@ -81,7 +100,7 @@ def check_step_equals_forward(name: str, cfg: LayersBenchConfig) -> str | None:
         y, _ = mixer(x, **mem)
         state, outs = None, []
         for t in range(24):
-            y_t, state = mixer.step(x[:, t], state, **({"memory": mem["memory"][:, t]} if mem else {}))
+            y_t, state = mixer.step(x[:, t], state, **_at(mem, t))
             outs.append(y_t)
     err = (torch.stack(outs, 1) - y).abs().max().item()
     return None if err < 1e-8 else f"{name}: step loop differs from forward by {err:.2e}"
@@ -138,7 +157,7 @@ def measure(job: dict, ctx: Context) -> dict:
         with torch.no_grad():
             _, state = mixer(x, **mem)
         x_t = torch.randn(B, d)
-        mem_t = {"memory": mem["memory"][:, -1]} if mem else {}
+        mem_t = _at(mem, T - 1)  # cross_attention: the step reads a T-token cache, as attention's does
         holder = {"state": state}
 
         def decode(mixer=mixer, holder=holder, x_t=x_t, mem_t=mem_t):

@@ -65,10 +65,10 @@ def keep_path(start: State, end: State, nodes: list[int]) -> State:
 
 def can_keep_prefix_states(model) -> bool:
     """Whether ``model(tokens, state, prefix_states=True)`` lets :func:`prefix_state` give every prefix's state:
-    a plain stack (no memory sharing) with at least one block whose mixer keeps its prefix states and every
+    a plain stack (no memory or KV sharing) with at least one block whose mixer keeps its prefix states and every
     other block full attention (a KV cache without a window, rewound)."""
     depth = getattr(model, "depth", None)
-    if type(depth) is not Stack or depth.memory_layer is not None:
+    if type(depth) is not Stack or depth.shares_layers:
         return False
     mixers = [block.mixer for block in depth.blocks]
     rewinds = lambda m: m.kv_attention and getattr(m, "window", None) is None  # noqa: E731

@@ -173,7 +173,7 @@ def scores_trees(model) -> bool:
     from ..models.stack import Stack
 
     depth = getattr(model, "depth", None)
-    return (type(depth) is Stack and depth.memory_layer is None
+    return (type(depth) is Stack and not depth.shares_layers
             and all(b.mixer.tree_attention and b.mixer.window is None for b in depth.blocks))
 
 

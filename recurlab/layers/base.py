@@ -22,6 +22,9 @@ its type:
                       (SambaY's gated memory units): ``forward_with_memory`` / ``step_with_memory``,
                       written as ``mix_with_memory`` / ``mix_step_with_memory``
     reads_memory      it consumes one: ``forward`` / ``step`` take ``memory=`` of width memory_dim
+    reads_kv          it attends over another layer's KV cache: ``forward`` / ``step`` take ``kv=``, the
+                      :class:`recurlab.ops.KVCache` of a full-attention layer after the current tokens
+                      (YOCO's and SambaY's cross-decoder; layers/cross_attention.py)
     kv_attention      softmax attention over a :class:`recurlab.ops.KVCache` with projections
                       q_proj, k_proj, v_proj, o_proj, rotary positions (`rotate(x, positions)`), n_heads,
                       n_kv_heads, head_dim and window: Mixture-of-Recursions re-runs it on routed tokens
@@ -53,6 +56,7 @@ class TokenMixer(nn.Module):
     state_type: type[State] = State  # the class of this mixer's states
     produces_memory: bool = False
     reads_memory: bool = False
+    reads_kv: bool = False
     kv_attention: bool = False
     sliced_groups: bool = False
     tree_attention: bool = False
@@ -157,13 +161,14 @@ class TokenMixer(nn.Module):
 
     def check_inputs(self, inputs: dict) -> None:
         """A ValueError for an extra input this mixer's capabilities do not take (memory=, group=)."""
-        takes = {"memory": self.reads_memory, "group": self.sliced_groups, "tree": self.tree_attention,
+        takes = {"memory": self.reads_memory, "kv": self.reads_kv, "group": self.sliced_groups, "tree": self.tree_attention,
                  "prefix_states": self.prefix_states}
         for key in inputs:
             if not takes.get(key, False):
                 name = getattr(self, "registry_name", type(self).__name__)
                 hint = {"group": "; sliced groups are the sliced_attention mixer",
                         "memory": "; only mixers that read a memory (gmu) take one",
+                        "kv": "; only cross_attention reads another layer's KV cache",
                         "tree": "; only full softmax attention scores a token tree",
                         "prefix_states": "; only diagonal scans and gated linear attention give the state after "
                                          "every prefix"}.get(key, "")

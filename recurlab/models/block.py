@@ -92,6 +92,10 @@ def check_self_contained(blocks, what: str, depth: str) -> None:
     """A ValueError unless every block's mixer is self-contained (reads no other layer's memory); ``what`` names
     the list (e.g. "blocks") and ``depth`` the depth module that refuses it."""
     for i, block in enumerate(blocks):
+        if block.mixer.reads_kv:
+            raise ValueError(f"depth {depth!r} cannot run token mixer {mixer_name(block.mixer)!r} ({what}[{i}]): it "
+                             f"reads another layer's KV cache, which only the 'stack' depth module wires (kv_layer, "
+                             f"YOCO's and SambaY's layout)")
         if block.mixer.reads_memory:
             raise ValueError(f"depth {depth!r} cannot run token mixer {mixer_name(block.mixer)!r} ({what}[{i}]): it "
                              f"reads another layer's memory read-out, which only the 'stack' depth module wires "

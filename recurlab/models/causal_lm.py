@@ -60,6 +60,12 @@ class CausalLM(nn.Module):
         x, state = self.depth.step(self.embed(token_ids, rank=1), state, **depth_inputs)
         return self.readout(x), state
 
+    def prefill(self, input_ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """A prompt (B, T >= 1) -> the logits of the token after it (B, vocab_size) and the state: ``forward``'s
+        last position, computed only as far as decoding needs (the depth module's ``prefill``)."""
+        x, state = self.depth.prefill(self.embed(input_ids), state)
+        return self.readout(x), state
+
     def features(self, input_ids: torch.Tensor, state: State | None = None, **depth_inputs: Any
                  ) -> tuple[torch.Tensor, State]:
         """The final-normed hidden states (B, T, d_model) instead of logits, and the state.

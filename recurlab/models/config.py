@@ -53,6 +53,8 @@ class ModelConfig:
         depth_kwargs: the depth module's arguments, e.g. {"n_loops": 3} for "recursive".
         memory_layer: (stack only) index of the block whose memory read-out the gmu blocks
             after it consume (SambaY's decoder-hybrid-decoder layout), or None.
+        kv_layer: (stack only) index of the full-attention block whose KV cache the cross_attention blocks
+            after it read (YOCO's and SambaY's cross-decoder: one KV cache for the whole model), or None.
         tie_embeddings: the output head reuses the embedding matrix.
         norm_eps: epsilon of the norms.
         norm: "rmsnorm" (default) or "layernorm" (Zoology's blocks): the blocks' pre-norms and the final norm.
@@ -70,6 +72,7 @@ class ModelConfig:
     depth: str = "stack"
     depth_kwargs: dict[str, Any] = field(default_factory=dict)
     memory_layer: int | None = None
+    kv_layer: int | None = None
     tie_embeddings: bool = True
     norm_eps: float = 1e-5
     norm: str = "rmsnorm"
@@ -134,6 +137,7 @@ class ModelConfig:
                 or not 0 <= self.embed_dropout < 1:
             raise ValueError(f"model config embed_dropout must be a number in [0, 1), got {self.embed_dropout!r}")
         self._validate_memory(mixers)
+        self._validate_kv(mixers)
 
     def _validate_layer_kwargs(self, mixers: list[str]) -> None:
         if self.layer_kwargs is None:
@@ -182,6 +186,28 @@ class ModelConfig:
                              f"produces no memory read-out; use one of: {', '.join(producers)}")
         if any(i <= self.memory_layer for i in readers):
             raise ValueError(f"gmu layers {readers} must come after memory_layer={self.memory_layer}")
+
+    def _validate_kv(self, mixers: list[str]) -> None:
+        readers = [i for i, name in enumerate(mixers) if layers.info(name).cls.reads_kv]
+        if readers and self.depth != "stack":
+            raise ValueError(f"depth {self.depth!r} cannot run token mixer 'cross_attention' (layers {readers}): it reads "
+                             f"another layer's KV cache, and kv_layer is wired by the 'stack' depth module only "
+                             f"(YOCO's and SambaY's layout); depth {self.depth!r} takes self-contained mixers")
+        if self.kv_layer is None:
+            if readers:
+                raise ValueError(f"layers {readers} read a KV cache (cross_attention): set kv_layer to an earlier "
+                                 f"'attention' layer")
+            return
+        if self.depth != "stack":
+            raise ValueError(f"kv_layer is wired by the 'stack' depth module; depth {self.depth!r} takes "
+                             f"self-contained mixers only")
+        if not isinstance(self.kv_layer, int) or isinstance(self.kv_layer, bool) or not 0 <= self.kv_layer < self.n_layers:
+            raise ValueError(f"kv_layer must be a layer index in [0, {self.n_layers}), got {self.kv_layer!r}")
+        if mixers[self.kv_layer] != "attention" or self.mixer_arguments(self.kv_layer).get("window") is not None:
+            raise ValueError(f"kv_layer={self.kv_layer} must be a full 'attention' layer (no window), got "
+                             f"{mixers[self.kv_layer]!r}")
+        if any(i <= self.kv_layer for i in readers):
+            raise ValueError(f"cross_attention layers {readers} must come after kv_layer={self.kv_layer}")
 
     # ------------------------------------------------------------------ JSON
 

@@ -13,6 +13,7 @@ The contract (tested for every registered depth module):
 
     y, state = depth(x, state)           # x, y: (B, T, d_model); state None = the start
     y_t, state = depth.step(x_t, state)  # x_t, y_t: (B, d_model), one token
+    y_last, state = depth.prefill(x)     # forward's last position (B, d_model) and its state: for decoding
     state = depth.init_state(batch_size, device, dtype)    # a recurlab.state.State
     depth.aux_loss                       # a scalar set by the last forward (router losses), or None
 
@@ -92,6 +93,15 @@ class DepthModule(nn.Module):
 
     def run(self, x: torch.Tensor, state: State, step: bool, **inputs: Any) -> tuple[torch.Tensor, State]:
         raise NotImplementedError
+
+    def prefill(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """A prompt x (B, T >= 1, d_model) -> the output at its last position (B, d_model) and the state after it:
+        what decoding needs from a prompt. Here ``forward``'s last position; a depth module that can skip work
+        for the other positions overrides it (the stack with a shared KV cache: YOCO's early exit)."""
+        if x.dim() == 3 and x.shape[1] == 0:
+            raise ValueError("prefill needs a prompt of at least one token, got T = 0")
+        y, state = self.forward(x, state)
+        return y[:, -1], state
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None,
                    dtype: torch.dtype | None = None) -> State:

@@ -55,8 +55,8 @@ def stream(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: flo
     was_training = model.training
     model.eval()
     try:
-        logits, state = model(input_ids)
-        token = sample_next(logits[:, -1], temperature, top_k, top_p, generator)
+        logits, state = model.prefill(input_ids)
+        token = sample_next(logits, temperature, top_k, top_p, generator)
         yield token
         for _ in range(max_new_tokens - 1):
             logits, state = model.step(token, state)

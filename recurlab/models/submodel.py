@@ -114,9 +114,10 @@ def check_nestable(model: CausalLM, depth: int | None, width: int | None) -> tup
     if config.depth != "stack" or not isinstance(model.depth, Stack):
         raise ValueError(f"sub-models are prefixes of a 'stack' model's blocks; this model's depth module is "
                          f"{config.depth!r}")
-    if model.depth.memory_layer is not None:
-        raise ValueError("sub-models of a model with memory sharing (memory_layer, SambaY) are not supported: a "
-                         "gated memory unit reads a layer that a shallower sub-model may not have")
+    if model.depth.shares_layers:
+        raise ValueError("sub-models of a model with memory or KV sharing (memory_layer / kv_layer: SambaY, YOCO) are "
+                         "not supported: a gated memory unit or a cross-attention reads a layer that a shallower "
+                         "sub-model may not have")
     n = len(model.depth.blocks)
     depth = n if depth is None else depth
     if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= n:

@@ -308,6 +308,10 @@ class MixtureOfRecursions(DepthModule):
         for i, block in enumerate(blocks):
             if not isinstance(block, Block):
                 raise ValueError(f"{name}[{i}] must be a recurlab.models.block.Block, got {type(block).__name__}")
+            if block.mixer.reads_kv:
+                raise ValueError(f"depth 'mor' cannot run token mixer {mixer_name(block.mixer)!r} ({name}[{i}]): it "
+                                 f"reads another layer's KV cache, which only the 'stack' depth module wires "
+                                 f"(kv_layer, YOCO's and SambaY's layout)")
             if block.mixer.reads_memory:
                 raise ValueError(f"depth 'mor' cannot run token mixer {mixer_name(block.mixer)!r} ({name}[{i}]): it "
                                  f"reads another layer's memory read-out, which only the 'stack' depth module wires "

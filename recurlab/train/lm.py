@@ -2,10 +2,12 @@
 
 A preset is a small CausalLM (about 5 M parameters: d_model 256, 6 blocks with
 SwiGLU channel mixers, byte-level vocabulary) sized to train in 12-18 minutes on
-2 CPU cores on the default corpus (800 steps of 16 x 256 tokens), and a TrainConfig. ``lm-sambay`` is a
-SambaY-style decoder-hybrid-decoder: a self-decoder of sliding-window attention
-and GLA layers, whose last GLA layer hands its memory read-out to a
-cross-decoder of gated memory units. ``lm-autoneural`` is AutoNeural's (Nexa AI 2025) LFM2-style backbone: gated
+2 CPU cores on the default corpus (800 steps of 16 x 256 tokens), and a TrainConfig. ``lm-sambay`` is
+SambaY's decoder-hybrid-decoder in full (8 blocks): a self-decoder of GLA and sliding-window attention whose
+last GLA layer hands its memory read-out to the gated memory units of the cross-decoder, one full-attention
+layer whose KV cache (the model's only growing one) the cross-decoder's cross-attention reads; ``lm-yoco``
+is the paper's Samba+YOCO baseline (cross-attention in place of the GMU); ``lm-samba-gmu`` is the recurrent
+half alone (6 blocks: no full attention, no cross-attention). ``lm-autoneural`` is AutoNeural's (Nexa AI 2025) LFM2-style backbone: gated
 short convolutions (``short_conv``) with attention in 2 of the 6 blocks.
 
 Bits per byte: validation loss (nats per token) / ln 2 x tokens / bytes; for the
@@ -51,8 +53,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     "lm-gam": _preset("gam"),
     "lm-rwkv": _preset("rwkv"),
     "lm-liger": _preset("liger"),
-    "lm-sambay": _preset(["swa", "gla", "swa", "gla", "gmu", "gmu"], memory_layer=3,
-                         mixer_kwargs={"swa": {"window": 64}}),
+    # SambaY's decoder-hybrid-decoder (Ren et al. 2025; ArchScale's layout for L = 8 layers): a Samba self-decoder
+    # (GLA standing in for Mamba, and sliding-window attention) whose last GLA layer's read-out is the memory,
+    # one full-attention layer (the model's only growing KV cache), then a cross-decoder alternating a gated
+    # memory unit and cross-attention over that one cache
+    "lm-sambay": _preset(["gla", "swa", "gla", "swa", "gla", "attention", "gmu", "cross_attention"], n_layers=8,
+                         memory_layer=4, kv_layer=5, mixer_kwargs={"swa": {"window": 64}}),
+    # the paper's baseline, Samba + YOCO: the same layout with cross-attention in place of the gated memory unit
+    "lm-yoco": _preset(["gla", "swa", "gla", "swa", "gla", "attention", "cross_attention", "cross_attention"],
+                       n_layers=8, kv_layer=5, mixer_kwargs={"swa": {"window": 64}}),
+    # the recurrent half of SambaY alone (recurlab's lm-sambay before the full layout): a self-decoder of
+    # sliding-window attention and GLA, then gated memory units, no full attention and no cross-attention
+    "lm-samba-gmu": _preset(["swa", "gla", "swa", "gla", "gmu", "gmu"], memory_layer=3,
+                            mixer_kwargs={"swa": {"window": 64}}),
     # AutoNeural's language backbone, LFM2's layout at 6 blocks: gated short convolutions with a few attention
     # layers (LFM2-350M: attention at 6 of 16 blocks, 2, 5, 8, 10, 12, 14); the same parameters as lm-attention
     "lm-autoneural": _preset(["short_conv", "short_conv", "attention", "short_conv", "short_conv", "attention"]),

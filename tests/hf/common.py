@@ -11,7 +11,7 @@ KINDS = {
     "gla": dict(mixer="gla"),
     "mingru": dict(mixer="mingru"),
     "rwkv": dict(mixer="rwkv"),
-    # SambaY's decoder-hybrid-decoder (lm-sambay's layout, shortened): swa + gla self-decoder, gmu cross-decoder
+    # the recurrent half of SambaY (lm-samba-gmu's layout, shortened): swa + gla self-decoder, gmu cross-decoder
     "sambay": dict(n_layers=4, mixer=["swa", "gla", "gmu", "gmu"], memory_layer=1,
                    mixer_kwargs={"swa": {"window": 4, "n_heads": 2}}),
     # Huginn's recurrent depth: prelude, a core looped twice, coda; the test-time latent seeded by position

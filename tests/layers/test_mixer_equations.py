@@ -10,6 +10,7 @@ from recurlab import layers
 from recurlab.layers.liger import LigerAttention
 from recurlab.layers.rwkv import lif_step
 from recurlab.models import CausalLM, ModelConfig
+from recurlab.ops import KVCache
 from tests.layers.common import D, make_mixer
 
 
@@ -502,6 +503,31 @@ def test_attention_is_causal_softmax_attention_with_rope(n_heads, n_kv_heads):
     torch.testing.assert_close(stepped(m, x), expected, **TOL)
     y_a, state = m(x[:, :4])  # a prefix, then the rest against its cache: positions continue
     torch.testing.assert_close(torch.cat([y_a, m(x[:, 4:], state)[0]], 1), expected, **TOL)
+
+
+def test_cross_attention_is_causal_attention_over_the_shared_cache():
+    """YOCO's / SambaY's cross-decoder attention: q_t = RoPE(x_t W_q) at the token's absolute position, the keys
+    (already rotated) and values of the cache, query t seeing the cache's keys at positions <= its own, grouped-
+    query heads, y = o W_o: parallel form and step by step. The cache holds 3 earlier tokens, then x's 5."""
+    m = make_mixer("cross_attention", n_heads=4, n_kv_heads=2)
+    B, past, T, H, H_kv, Dh = 2, 3, 5, 4, 2, m.head_dim
+    g = torch.Generator().manual_seed(3)
+    k, v = (torch.randn(B, past + T, H_kv, Dh, generator=g, dtype=torch.float64) for _ in range(2))
+    x = torch.randn(B, T, D, dtype=torch.float64)
+    q = rope(linear(x, m.q_proj).view(B, T, H, Dh), range(past, past + T), m.rope_base)
+    o = torch.zeros(B, T, H, Dh, dtype=torch.float64)
+    for h in range(H):
+        for t in range(T):
+            keys = range(past + t + 1)  # positions 0 .. past + t
+            scores = torch.stack([(q[:, t, h] * k[:, s, h // 2]).sum(-1) / math.sqrt(Dh) for s in keys], -1)
+            weights = torch.softmax(scores, -1)
+            o[:, t, h] = sum(weights[:, j, None] * v[:, s, h // 2] for j, s in enumerate(keys))
+    expected = linear(o.flatten(2), m.o_proj)
+    cache = KVCache().append(k, v)
+    torch.testing.assert_close(m(x, kv=cache)[0], expected, **TOL)
+    steps = [m.step(x[:, t], None, kv=cache.without_last(T - 1 - t))[0] for t in range(T)]
+    torch.testing.assert_close(torch.stack(steps, 1), expected, **TOL)
+    assert not hasattr(m, "k_proj") and not hasattr(m, "v_proj")  # it writes no keys of its own
 
 
 LLAMA3_SCALING = {"type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,

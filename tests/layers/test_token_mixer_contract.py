@@ -17,8 +17,7 @@ def test_every_token_mixer_registers_tiny_arguments_that_build_it():
 
 
 def run_steps(mixer, x, state=None):
-    mem = memory_for(mixer, x)
-    return run_steps_from(mixer, x, state, mem["memory"] if mem else None)
+    return run_steps_from(mixer, x, state, memory_for(mixer, x), 0)
 
 
 @pytest.mark.parametrize("name", TOKEN_MIXERS)
@@ -40,21 +39,20 @@ def test_streaming_with_carried_state_equals_whole(name):
         y, _ = mixer(x, **mem)
         parts, state = [], None
         for lo, hi in ((0, 1), (1, 9), (9, 23)):
-            kw = {"memory": mem["memory"][:, lo:hi]} if mem else {}
-            y_part, state = mixer(x[:, lo:hi], state, **kw)
+            y_part, state = mixer(x[:, lo:hi], state, **mem.slice(lo, hi))
             parts.append(y_part)
         # and a step after a parallel chunk continues the same sequence
-        y_head, state = mixer(x[:, :20], None, **({"memory": mem["memory"][:, :20]} if mem else {}))
-        y_tail, _ = run_steps_from(mixer, x[:, 20:], state, mem["memory"][:, 20:] if mem else None)
+        y_head, state = mixer(x[:, :20], None, **mem.slice(0, 20))
+        y_tail, _ = run_steps_from(mixer, x[:, 20:], state, mem, 20)
     torch.testing.assert_close(torch.cat(parts, 1), y, rtol=1e-9, atol=1e-10)
     torch.testing.assert_close(torch.cat([y_head, y_tail], 1), y, rtol=1e-9, atol=1e-10)
 
 
-def run_steps_from(mixer, x, state, memory):
+def run_steps_from(mixer, x, state, side, start):
+    """Step through x, the tokens start.. of the sequence whose side inputs are ``side``."""
     outs = []
     for t in range(x.shape[1]):
-        kw = {"memory": memory[:, t]} if memory is not None else {}
-        y_t, state = mixer.step(x[:, t], state, **kw)
+        y_t, state = mixer.step(x[:, t], state, **side.at(start + t))
         outs.append(y_t)
     return torch.stack(outs, 1), state
 
@@ -90,7 +88,7 @@ def test_shape_and_dtype_are_preserved(name, dtype):
     with torch.no_grad():
         y, _ = mixer(x, **memory_for(mixer, x))
         mem = memory_for(mixer, x)
-        y_t, _ = mixer.step(x[:, 0], None, **({"memory": mem["memory"][:, 0]} if mem else {}))
+        y_t, _ = mixer.step(x[:, 0], None, **mem.at(0))
     assert y.shape == x.shape and y.dtype == dtype
     assert y_t.shape == (3, D) and y_t.dtype == dtype
     assert torch.isfinite(y.float()).all()
@@ -122,11 +120,7 @@ def test_unknown_names_and_arguments():
 
 
 def _memory_slice(mem, rows=None, lo=None, hi=None):
-    if not mem:
-        return {}
-    m = mem["memory"]
-    m = m if rows is None else m[rows]
-    return {"memory": m[:, lo:hi]}
+    return mem.slice(lo, hi, rows)
 
 
 @pytest.mark.parametrize("name", TOKEN_MIXERS)
@@ -138,7 +132,7 @@ def test_states_are_values_of_the_declared_type(name):
     assert isinstance(init, State) and isinstance(init, mixer.state_type)
     with torch.no_grad():
         _, state = mixer(x, **mem)
-        _, stepped = mixer.step(x[:, 0], state, **({"memory": mem["memory"][:, 0]} if mem else {}))
+        _, stepped = mixer.step(x[:, 0], state, **mem.at(0))
     assert type(state) is type(init) and type(stepped) is type(init)
     with pytest.raises(ValueError, match=f"state must be a {type(init).__name__}"):
         mixer(x, (1, 2), **mem)
@@ -154,7 +148,7 @@ def test_forward_and_step_leave_the_given_state_unchanged(name):
         _, state = mixer(x[:, :5], **_memory_slice(mem, lo=0, hi=5))
         before = [t.clone() for t in tensor_leaves(state)]
         mixer(x[:, 5:], state, **_memory_slice(mem, lo=5, hi=9))
-        mixer.step(x[:, 5], state, **({"memory": mem["memory"][:, 5]} if mem else {}))
+        mixer.step(x[:, 5], state, **mem.at(5))
         after = tensor_leaves(state)
         assert len(after) == len(before)
         for a, b in zip(after, before):
@@ -206,9 +200,7 @@ def test_empty_inputs_give_empty_outputs_and_pass_the_state_through(name):
         empty_t = x[:, :0]
         y, same = mixer(empty_t, state, **_memory_slice(mem, lo=0, hi=0))
         assert y.shape == (2, 0, D) and same is state
-        y0, state0 = mixer(torch.randn(0, 7, D, dtype=torch.float64), **(
-            {"memory": torch.randn(0, 7, mixer.memory_dim, dtype=torch.float64)} if mem else {}))
+        y0, state0 = mixer(torch.randn(0, 7, D, dtype=torch.float64), **mem.empty_batch(7))
         assert y0.shape == (0, 7, D) and isinstance(state0, mixer.state_type)
-        y0_t, _ = mixer.step(torch.randn(0, D, dtype=torch.float64), **(
-            {"memory": torch.randn(0, mixer.memory_dim, dtype=torch.float64)} if mem else {}))
+        y0_t, _ = mixer.step(torch.randn(0, D, dtype=torch.float64), **mem.empty_batch(None))
         assert y0_t.shape == (0, D)

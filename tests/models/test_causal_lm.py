@@ -17,23 +17,32 @@ def tiny_config(mixer, **overrides):
     base = dict(vocab_size=16, d_model=16, n_layers=2, mixer=mixer, mixer_kwargs=kwargs)
     if "gmu" in names:
         base["memory_layer"] = 0
+    if "cross_attention" in names:
+        base["kv_layer"] = 0
     return ModelConfig(**{**base, **overrides})
 
 
 def model_kinds():
     """Every token mixer as a 2-layer model; gmu reads the memory of a mingru layer below it."""
-    kinds = {name: name for name in TOKEN_MIXERS if name != "gmu"}
+    kinds = {name: name for name in TOKEN_MIXERS if name not in ("gmu", "cross_attention")}
     kinds["gmu"] = ["mingru", "gmu"]
+    kinds["cross_attention"] = ["attention", "cross_attention"]
     kinds["hybrid"] = ["gla", "attention"]
-    kinds["sambay"] = ["swa", "gla", "gmu", "gmu"]
+    kinds["samba-gmu"] = ["swa", "gla", "gmu", "gmu"]
+    kinds["sambay"] = ["gla", "swa", "gla", "attention", "gmu", "cross_attention"]  # lm-sambay's layout, shortened
+    kinds["yoco"] = ["gla", "swa", "attention", "cross_attention", "cross_attention"]
     return kinds
 
 
 def build(kind, **overrides):
     mixer = model_kinds()[kind]
     extra = {"n_layers": len(mixer)} if isinstance(mixer, list) else {}
-    if kind == "sambay":
+    if kind == "samba-gmu":
         extra["memory_layer"] = 1
+    if kind == "sambay":
+        extra.update(memory_layer=2, kv_layer=3)
+    if kind == "yoco":
+        extra["kv_layer"] = 2
     torch.manual_seed(0)
     return CausalLM(tiny_config(mixer, **extra, **overrides))
 
@@ -139,7 +148,7 @@ def test_parameter_count_by_name():
     parts = model.num_parameters()
     assert parts["total"] == sum(p.numel() for p in model.parameters())
     assert sum(v for k, v in parts.items() if k != "total") == parts["total"]
-    assert "layers.2.mixer (gmu)" in parts and "head" not in parts  # tied head counted once
+    assert "layers.4.mixer (gmu)" in parts and "head" not in parts  # tied head counted once
     untied = CausalLM(tiny_config("gla", tie_embeddings=False))
     assert untied.num_parameters()["head"] == 16 * 16
 

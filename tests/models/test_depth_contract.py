@@ -1,7 +1,7 @@
 """Every registered depth module meets the contract of recurlab.models.DepthModule and recurlab.state, inside
 the one CausalLM, with every registered token mixer (taken from the layers registry, with the tiny arguments it
-registers), plus SambaY's memory layout of the stack: forward == token-by-token steps == prefix + steps == two
-chunks, states are values that ``select`` rows, empty inputs, and a save/load round trip. A combination that
+registers), plus SambaY's layout of the stack (memory and KV sharing): forward == token-by-token steps == prefix +
+steps == two chunks == prefill + steps, states are values that ``select`` rows, empty inputs, and a save/load round trip. A combination that
 cannot work is refused at construction with an error naming the mixer, the depth module and why (REJECTED)."""
 
 import pytest
@@ -14,10 +14,11 @@ from recurlab.state import State, tensor_leaves
 
 DEPTHS = depth_names()
 MIXERS = layers.names("token")
-SAMBAY = "stack-sambay"  # the stack with a memory layer whose read-out later gmu layers take (lm-sambay's layout)
+SAMBAY = "stack-sambay"  # the stack in lm-sambay's layout: a memory read by gmu, one KV cache read by cross_attention
 # arguments the depth module wires itself: the layer depth (rwkv) and the width of a memory read-out (gmu)
-WIRED = ("layer_idx", "n_layers", "memory_dim")
+WIRED = ("layer_idx", "n_layers", "memory_dim", "n_kv_heads", "head_dim", "rope_base", "rope_scaling")
 READERS = [m for m in MIXERS if layers.info(m).cls.reads_memory]
+KV_READERS = [m for m in MIXERS if layers.info(m).cls.reads_kv]
 PRODUCERS = [m for m in MIXERS if layers.info(m).cls.produces_memory]
 
 MOR_UNSHAREABLE = ("liger", "sliced_attention")  # a KVCache in the state: one length for all rows
@@ -27,25 +28,29 @@ REJECTED = {
        for d in DEPTHS if d != "stack" for m in READERS},
     # a memory reader in every layer of a plain stack has no layer to read from: it runs in SambaY's layout
     **{("stack", m): f"layers \\[0, 1\\] read a memory \\({m}\\): set memory_layer" for m in READERS},
+    **{(d, m): f"depth '{d}' cannot run token mixer '{m}'.*reads another layer's KV cache.*'stack' depth module"
+       for d in DEPTHS if d != "stack" for m in KV_READERS},
+    **{("stack", m): f"layers \\[0, 1\\] read a KV cache \\({m}\\): set kv_layer" for m in KV_READERS},
     **{("mor", m): f"depth 'mor' cannot run token mixer '{m}' in its shared blocks.*KVCache.*one length.*every batch "
                    f"row.*different number of tokens" for m in MOR_UNSHAREABLE},
 }
 
 
-def sambay_layout(mixer: str) -> tuple[list[str], int]:
-    """(the layers' mixers, memory_layer): ``mixer`` in SambaY's layout, a producer's memory read by a gmu."""
+def sambay_layout(mixer: str) -> tuple[list[str], int, int]:
+    """(the layers' mixers, memory_layer, kv_layer): ``mixer`` in SambaY's decoder-hybrid-decoder layout: a
+    producer's memory read by a gmu, then the one full-attention layer whose KV cache a cross_attention reads."""
     if mixer in PRODUCERS:
-        return [mixer, "gmu"], 0
-    if mixer in READERS:
-        return ["gla", mixer], 0
-    return [mixer, "gla", "gmu"], 1
+        return [mixer, "attention", "gmu", "cross_attention"], 0, 1
+    if mixer in READERS or mixer in KV_READERS:
+        return ["gla", "attention", "gmu", "cross_attention"], 0, 1
+    return [mixer, "gla", "attention", "gmu", "cross_attention"], 1, 2
 
 
 def tiny_config(depth: str, mixer: str) -> ModelConfig:
     """d_model 16, vocab 16: the depth module's tiny fields, ``mixer`` in every block (SambaY: its layout)."""
     if depth == SAMBAY:
-        names, memory_layer = sambay_layout(mixer)
-        fields = {"n_layers": len(names), "mixer": names, "memory_layer": memory_layer}
+        names, memory_layer, kv_layer = sambay_layout(mixer)
+        fields = {"n_layers": len(names), "mixer": names, "memory_layer": memory_layer, "kv_layer": kv_layer}
     else:
         names, fields = [mixer], {**tiny_depth(depth), "mixer": mixer, "depth": depth}
     kwargs = {n: {k: v for k, v in layers.info(n).tiny.items() if k not in WIRED} for n in names}
@@ -120,15 +125,16 @@ def test_mor_runs_the_mixers_it_cannot_share_in_its_first_and_last_blocks(mixer)
     torch.testing.assert_close(torch.stack(steps, 1), logits, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("reads,what", [("gmu", "memory read-out"), ("cross_attention", "KV cache")])
 @pytest.mark.parametrize("depth", [d for d in DEPTHS if d != "stack"])
-def test_depth_modules_built_from_blocks_refuse_memory_readers_saying_why(depth):
-    reader = make_block("gmu", 16, channel_mixer="moe" if depth == "rmoe" else "swiglu",
+def test_depth_modules_built_from_blocks_refuse_readers_of_other_layers_saying_why(depth, reads, what):
+    reader = make_block(reads, 16, channel_mixer="moe" if depth == "rmoe" else "swiglu",
                         channel_kwargs={"router": False} if depth == "rmoe" else None)
     build = {"recursive": lambda: Recursive([reader], 2), "relaxed": lambda: Relaxed([reader], 2, rank=2),
              "mor": lambda: MixtureOfRecursions([make_block("gla", 16)], 2, first=[reader]),
              "recurrent_depth": lambda: RecurrentDepth([], [reader], []), "rmoe": lambda: RMoEStack([reader])}
-    with pytest.raises(ValueError, match=f"depth '{depth}' cannot run token mixer 'gmu' .*reads another layer's "
-                                         f"memory read-out, which only the 'stack' depth module wires"):
+    with pytest.raises(ValueError, match=f"depth '{depth}' cannot run token mixer '{reads}' .*reads another layer's "
+                                         f"{what}, which only the 'stack' depth module wires"):
         build[depth]()
 
 
@@ -149,7 +155,13 @@ def test_forward_equals_steps_and_chunks(depth, mixer):
         for t in range(4, 9):
             logits_t, state = model.step(ids[:, t], state)
             prefixed.append(logits_t.unsqueeze(1))
+        last, state = model.prefill(ids[:, :4])  # what decoding starts from: forward's last position and state
+        prefilled = [last.unsqueeze(1)]
+        for t in range(4, 9):
+            logits_t, state = model.step(ids[:, t], state)
+            prefilled.append(logits_t.unsqueeze(1))
     torch.testing.assert_close(torch.stack(steps, 1), logits, rtol=1e-9, atol=1e-9, msg="steps vs forward")
+    torch.testing.assert_close(torch.cat(prefilled, 1), logits[:, 3:], rtol=1e-9, atol=1e-9, msg="prefill + steps")
     torch.testing.assert_close(torch.cat([head, tail], 1), logits, rtol=1e-9, atol=1e-9, msg="two chunks")
     torch.testing.assert_close(torch.cat(prefixed, 1), logits, rtol=1e-9, atol=1e-9, msg="prefix + steps")
 

@@ -132,7 +132,7 @@ def test_models_without_a_nestable_layout_are_refused():
         recursive.submodel(depth=1)
     sambay = CausalLM(ModelConfig(vocab_size=40, d_model=16, n_layers=3, mixer=["gla", "gla", "gmu"],
                                   memory_layer=0))
-    with pytest.raises(ValueError, match="memory sharing"):
+    with pytest.raises(ValueError, match="memory or KV sharing"):
         sambay.submodel(depth=2)
 
 
