@@ -27,6 +27,13 @@ RECIPES: dict[str, str] = {
     "keyboard": "keyboard",
     "fake_news": "fake_news",
     "cglu_impute": "cglu_impute",
+    "rim_mri": "rim_mri",
+    "pc_compress": "pc_compress",
+    "lcm_aggregate": "lcm_aggregate",
+    "mixer_dsr": "mixer_dsr",
+    "global_workspace": "global_workspace",
+    "dra_enumerative": "dra_enumerative",
+    "generative_logic": "generative_logic",
 }
 
 
@@ -64,9 +71,9 @@ def run_from_cli(name: str, quick: bool, seed: int, out: str | None, overrides: 
     try:
         result = module.run(quick=quick, out_dir=folder, seed=seed, progress=progress, config=config)
     except ModuleNotFoundError as error:
-        if error.name in ("opacus", "statsmodels", "sklearn"):
+        if error.name in ("opacus", "statsmodels", "sklearn", "skimage"):
             raise ValueError(f"recipe {name} needs {error.name}: pip install 'recurlab[recipes]' (opacus, "
-                             "statsmodels, scikit-learn)") from None
+                             "statsmodels, scikit-learn, scikit-image)") from None
         raise
     result.seconds = time.perf_counter() - start
     result.write(folder)
