@@ -58,7 +58,8 @@ class ParaThinker(nn.Module):
         if not isinstance(max_paths, int) or isinstance(max_paths, bool) or max_paths < 1:
             raise ValueError(f"max_paths must be an int >= 1, got {max_paths!r}")
         self.lm, self.max_paths = lm, max_paths
-        self.path_embedding = nn.Embedding(max_paths + 1, lm.config.d_model)
+        # row 0 (prompt, summary) is the padding row: zero and never trained, so segment 0 is the wrapped model
+        self.path_embedding = nn.Embedding(max_paths + 1, lm.config.d_model, padding_idx=0)
         nn.init.zeros_(self.path_embedding.weight)
 
     def embed(self, ids: torch.Tensor, segments: torch.Tensor | int, rank: int) -> torch.Tensor:
@@ -185,15 +186,18 @@ def _decode(model: ParaThinker, logits: torch.Tensor, state: State, segments: to
 @torch.no_grad()
 def think(model: ParaThinker, prompt: list[int] | torch.Tensor, n_paths: int, marks: Markers,
           max_path_tokens: int = 64, max_summary_tokens: int = 32, temperature: float = 0.0,
-          seed: int | None = None) -> Thought:
+          summary_temperature: float = 0.0, seed: int | None = None,
+          generator: torch.Generator | None = None) -> Thought:
     """Write ``n_paths`` reasoning paths in parallel from ``prompt`` (one batch of P rows forked from the prompt's
-    state), then the summary after reading them all; greedy at temperature 0."""
+    state), sampled at ``temperature`` (0: greedy), then the summary after reading them all, at
+    ``summary_temperature``; ``seed`` or a ``generator`` makes the sampling repeatable."""
     if not isinstance(n_paths, int) or not 1 <= n_paths <= model.max_paths:
         raise ValueError(f"n_paths must be an int in [1, max_paths={model.max_paths}], got {n_paths!r}")
     prompt = torch.as_tensor(prompt, dtype=torch.long).flatten()
     if prompt.numel() == 0:
         raise ValueError("prompt must hold at least one token")
-    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    if generator is None and seed is not None:
+        generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
     seconds = {}
@@ -216,7 +220,7 @@ def think(model: ParaThinker, prompt: list[int] | torch.Tensor, n_paths: int, ma
 
         start = time.perf_counter()
         summary = _decode(model, logits, state, torch.zeros(1, dtype=torch.long), marks.end, max_summary_tokens,
-                          temperature, generator)[0]
+                          summary_temperature, generator)[0]
         seconds["summary"] = time.perf_counter() - start
     finally:
         model.train(was_training)

@@ -93,6 +93,7 @@ def test_sft_learns_path_specific_continuations():
     thought = think(model, [1, 2], 2, MARKS, max_path_tokens=4, max_summary_tokens=3)
     assert thought.paths == [[3, 4], [5, 6]] and thought.summary == [7]
     assert model.path_embedding.weight[1:].abs().sum() > 0
+    assert model.path_embedding.weight[0].abs().sum() == 0  # segment 0 stays the wrapped model
 
 
 def test_bad_arguments_are_named():
