@@ -88,6 +88,9 @@ class ReasoningBenchConfig:
             raise ValueError(f"mixers must be self-contained registered token mixers, got {self.mixers}")
         if max(self.eval_paths) > 8:
             raise ValueError(f"eval_paths must be at most 8, got {self.eval_paths}")
+        if "parathinker" in self.methods and max(self.eval_paths) > self.train_paths:
+            raise ValueError(f"eval_paths must be at most train_paths={self.train_paths} (a path beyond those trained "
+                             f"has an untrained path embedding), got {self.eval_paths}")
 
     @classmethod
     def quick(cls, **overrides) -> "ReasoningBenchConfig":
@@ -391,7 +394,8 @@ def plot_reasoning(rows: list[dict], path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
+    has_mind = any(r["method"] in ("mind", "mind-grpo") for r in rows)
+    fig, axes = plt.subplots(1, 3 if has_mind else 2, figsize=(17 if has_mind else 12, 4.5))
     mixers = list(dict.fromkeys(r["mixer"] for r in rows))
     for i, mixer in enumerate(mixers):
         for setting, style, name in (("paths", "-o", "ParaThinker, P paths"), ("vote", "--s", "CoT, majority of k")):
@@ -405,14 +409,15 @@ def plot_reasoning(rows: list[dict], path) -> None:
                 axes[0].plot(n, acc, style, color=f"C{i}", label=f"{mixer}: {name}", markersize=7)
                 axes[1].plot(n, [1e3 * s for s in sec], style, color=f"C{i}", label=f"{mixer}: {name}",
                              markersize=7)
-        for r in rows:  # MinD and CoT, single greedy traces: accuracy against tokens
+        for r in rows if has_mind else []:  # MinD and CoT, single greedy traces: accuracy against tokens
             if r["mixer"] == mixer and r["setting"] == "greedy":
                 marker = {"cot": "x", "mind": "^", "mind-grpo": "*"}[r["method"]]
                 axes[2].scatter(r["tokens_per_problem"], r["accuracy"], marker=marker, s=90, color=f"C{i}",
                                 label=f"{mixer}: {METHOD_NAMES[r['method']]}")
     axes[0].set(xlabel="paths P / voted traces k", ylabel="exact-match accuracy", title="ParaThinker vs voting: accuracy")
     axes[1].set(xlabel="paths P / voted traces k", ylabel="ms per problem (one thread)", title="latency")
-    axes[2].set(xlabel="generated tokens per problem", ylabel="exact-match accuracy", title="CoT vs MinD")
+    if has_mind:
+        axes[2].set(xlabel="generated tokens per problem", ylabel="exact-match accuracy", title="CoT vs MinD")
     for ax in axes[:2]:
         ax.set_xscale("log", base=2)
     for ax in axes:

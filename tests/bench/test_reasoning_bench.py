@@ -70,6 +70,8 @@ def test_bad_settings_are_named():
         ReasoningBenchConfig(mixers=("gmu",))
     with pytest.raises(ValueError, match="eval_paths must be at most 8"):
         ReasoningBenchConfig(eval_paths=(1, 16))
+    with pytest.raises(ValueError, match="eval_paths must be at most train_paths=2"):
+        ReasoningBenchConfig(eval_paths=(1, 4), train_paths=2)
 
 
 def test_the_default_token_budgets_fit_every_path_and_summary():
