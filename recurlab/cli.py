@@ -4,7 +4,7 @@
     recurlab info | layers              versions and op backends | every registered unit
     recurlab bench NAME [--quick]       a benchmark (ops, layers, mqar, decode, decoding, lm, recursion, allocator,
                                         convert, vision, quantize, sorted, prune, autoneural, compress,
-                                        reasoning); resumes from --out
+                                        reasoning, phonebook); resumes from --out
     recurlab train --preset lm-gla      a language model (or --config FILE; without either, a synthetic task)
     recurlab train --task vision --set model=hornet      an image classifier (recurlab.vision)
     recurlab generate --checkpoint D --prompt TEXT       continue a prompt with a saved model, streaming

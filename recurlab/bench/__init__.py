@@ -15,7 +15,7 @@ BENCHMARKS = {"ops": "ops", "layers": "layers", "mqar": "mqar", "decode": "decod
               "recursion": "recursion", "allocator": "allocator",
               "convert": "convert", "vision": "vision", "quantize": "quantize",
               "sorted": "sorted", "prune": "prune", "autoneural": "autoneural",
-              "compress": "compress", "reasoning": "reasoning"}
+              "compress": "compress", "reasoning": "reasoning", "phonebook": "phonebook"}
 
 
 def names() -> list[str]:

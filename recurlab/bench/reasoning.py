@@ -2,22 +2,26 @@
 
 ParaThinker (Wen et al. 2025) claims +12.3% (1.5B) / +7.5% (7B) accuracy with 8 parallel paths and a summary
 over them, at a 7.1% latency overhead, where more sequential thinking stops helping. MinD (Zeng et al. 2025)
-claims up to ~70% fewer output tokens at competitive accuracy by rewriting chains of thought as turns (a
-thinking unit and an intermediate answer each), fine-tuning on that format, then GRPO. Here, per token mixer (an
+claims up to ~70% fewer output tokens at competitive accuracy by rewriting a reasoning model's chains of thought
+as turns (a thinking unit and the answer it reaches each; later units verify), fine-tuning on that format, then
+GRPO to prefer correct answers in fewer turns. Here, per token mixer (an
 attention model and a recurrent one by default), byte-level models of one architecture are trained from scratch
 on seeded arithmetic problems of :mod:`recurlab.tasks.reasoning`:
 
     cot           prompt -> one chain of thought and the answer (``format_trace(problem, "cot")``)
+    long-cot      prompt -> the solution and 0-2 checks that re-derive it, in one thinking block
+                  (``"long_cot"``; the number of checks drawn per problem): MinD's baseline, a reasoning
+                  model's trace with its redundant units
     parathinker   prompt -> P_train paths (the problem's valid solution orders) and a summary with the answer,
                   in ParaThinker's layout (recurlab/reasoning/parathinker.py: path embeddings, paths forked from
                   the prompt's state and decoded as one batch, a summary that reads them through the state)
-    mind          prompt -> MinD's turns (``format_trace(problem, "multi_turn")``), supervised
+    mind          prompt -> the same units as MinD's turns, each with its answer (``"multi_turn"``), supervised
     mind-grpo     the mind model, then GRPO (recurlab/train/grpo.py) with the reward
                   1[correct] + 0.1 * 1[an answer] - length_penalty * tokens (MinD's exact reward is not verified)
 
 and evaluated on held-out problems: the CoT model greedily (one trace) and by majority vote over k sampled traces
 (decoded as one batch of k rows forked from the prompt's state), the ParaThinker model with P = 1, 2, 4 paths
-(sampled, summary greedy), the MinD models greedily. Per setting: exact-match accuracy (``check_answer``),
+(sampled, summary greedy), the long-CoT and MinD models greedily. Per setting: exact-match accuracy (``check_answer``),
 generated tokens, tokens until the first ``</answer>`` and wall-clock ms per problem (one problem at a time,
 one thread). Writes results.json, results.md and reasoning.png.
 
@@ -28,6 +32,7 @@ measured is whether each mechanism, at equal data and architecture, beats the ba
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -38,7 +43,8 @@ from ..configs import check_fields, param
 from .harness import Benchmark, Context, Finished, Report, settings
 from .report import markdown_table
 
-METHODS = ("cot", "parathinker", "mind", "mind-grpo")
+METHODS = ("cot", "parathinker", "long-cot", "mind", "mind-grpo")
+FORMATS = {"cot": "cot", "long-cot": "long_cot", "mind": "multi_turn", "mind-grpo": "multi_turn"}  # SFT text format
 GRPO_FIELDS = ("grpo_steps", "grpo_group", "grpo_prompts", "grpo_lr", "grpo_beta", "grpo_temperature",
                "length_penalty")  # settings of the mind-grpo jobs only (the other jobs' keys do not hold them)
 # byte ids of the layout's markers: the reasoning tasks' text is printable ASCII, PAD is 0 and EOS is 4
@@ -72,8 +78,10 @@ class ReasoningBenchConfig:
     # MinD's second stage (mind-grpo): GRPO from the multi-turn SFT model (recurlab/train/grpo.py)
     grpo_steps: int = param(120, ge=1)
     grpo_group: int = param(8, ge=2)
-    grpo_prompts: int = param(2, ge=1)  # prompts per GRPO step
-    grpo_lr: float = param(1e-4, gt=0)
+    grpo_prompts: int = param(4, ge=1)  # prompts per GRPO step
+    # 1e-4 with 2 prompts per step (a first run, with one-step-per-turn traces) lowered greedy accuracy (gla 0.41
+    # -> 0.27) while the sampled reward only wandered: too large a step for so noisy a gradient
+    grpo_lr: float = param(3e-5, gt=0)
     grpo_beta: float = param(0.04, ge=0)
     grpo_temperature: float = param(1.0, gt=0)
     length_penalty: float = param(0.002, ge=0)  # reward: 1[correct] + 0.1 * 1[an answer] - length_penalty * tokens
@@ -99,8 +107,13 @@ class ReasoningBenchConfig:
 
     @property
     def max_tokens(self) -> int:
-        """The longest single trace (CoT, MinD): a path's and a summary's budgets together."""
+        """The longest single CoT trace: a path's and a summary's budgets together."""
         return self.max_path_tokens + self.max_summary_tokens
+
+    def budget(self, method: str) -> int:
+        """The generation budget of one trace: max_tokens for CoT; one path's more for the traces with checks
+        (long-cot, mind, mind-grpo), whose longest is a solution and two checks."""
+        return self.max_tokens + (self.max_path_tokens if method in ("long-cot", "mind", "mind-grpo") else 0)
 
 
 def jobs(cfg: ReasoningBenchConfig) -> list[dict]:
@@ -141,9 +154,11 @@ def training_rows(cfg: ReasoningBenchConfig, method: str):
                             reasoning.encode(summary)))
         return sft_examples(triples, _marks(), max_paths=max(cfg.eval_paths + (cfg.train_paths,)))
     rows = []
-    fmt = "cot" if method == "cot" else "multi_turn"  # mind, mind-grpo: MinD's turns
+    checks = random.Random(cfg.seed + 7)  # checks per problem, 0..CHECKS: the same draws for long-cot and MinD
     for p in problems:  # prompt | trace end, labels on the trace and end
-        prompt, trace = reasoning.encode(reasoning.prompt_text(p)), reasoning.encode(reasoning.format_trace(p, fmt))
+        n_checks = checks.randint(0, reasoning.CHECKS)
+        trace = reasoning.format_trace(p, FORMATS[method], n_checks=n_checks)
+        prompt, trace = reasoning.encode(reasoning.prompt_text(p)), reasoning.encode(trace)
         tokens = prompt + trace + [reasoning.EOS]
         rows.append((tokens[:-1], [IGNORE] * (len(prompt) - 1) + tokens[len(prompt):]))
     width = max(len(r[0]) for r in rows)
@@ -230,7 +245,7 @@ def train_grpo(model, cfg: ReasoningBenchConfig, progress: bool) -> dict:
     problems = _problems(cfg, "train")
     prompts = [reasoning.encode(reasoning.prompt_text(p)) for p in problems]
     config = GRPOConfig(group_size=cfg.grpo_group, beta=cfg.grpo_beta, lr=cfg.grpo_lr, steps=cfg.grpo_steps,
-                        max_new_tokens=cfg.max_tokens, temperature=cfg.grpo_temperature, eos_id=reasoning.EOS,
+                        max_new_tokens=cfg.budget("mind-grpo"), temperature=cfg.grpo_temperature, eos_id=reasoning.EOS,
                         prompts_per_step=cfg.grpo_prompts, seed=cfg.seed + 3)
     return grpo_train(model.lm, None, prompts, mind_reward(cfg, problems), config, progress=progress)
 
@@ -303,7 +318,7 @@ def evaluate(model, cfg: ReasoningBenchConfig, method: str, ctx: Context) -> lis
                 to_first = used  # the answer comes with the summary, after every path
             else:
                 temperature = 0.0 if kind == "greedy" else cfg.temperature
-                traces = _sample_traces(model, prompt, n, temperature, cfg.max_tokens, generator)
+                traces = _sample_traces(model, prompt, n, temperature, cfg.budget(method), generator)
                 texts = [reasoning.decode(t) for t in traces]
                 ok = _vote(texts, problem)
                 used = sum(len(t) + 1 for t in traces)
@@ -348,7 +363,8 @@ def measure(job: dict, ctx: Context) -> dict:
 
 LABELS = {"greedy": "{method}, one greedy trace", "vote": "CoT, majority of {n} sampled traces",
           "paths": "ParaThinker, P = {n}"}
-METHOD_NAMES = {"cot": "CoT", "mind": "MinD SFT", "mind-grpo": "MinD SFT + GRPO", "parathinker": "ParaThinker"}
+METHOD_NAMES = {"cot": "CoT", "long-cot": "long CoT (solution + checks)", "mind": "MinD SFT",
+                "mind-grpo": "MinD SFT + GRPO", "parathinker": "ParaThinker"}
 
 
 def render_markdown(cfg: ReasoningBenchConfig, finished: Finished) -> str:
@@ -394,7 +410,7 @@ def plot_reasoning(rows: list[dict], path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    has_mind = any(r["method"] in ("mind", "mind-grpo") for r in rows)
+    has_mind = any(r["method"] in ("long-cot", "mind", "mind-grpo") for r in rows)
     fig, axes = plt.subplots(1, 3 if has_mind else 2, figsize=(17 if has_mind else 12, 4.5))
     mixers = list(dict.fromkeys(r["mixer"] for r in rows))
     for i, mixer in enumerate(mixers):
@@ -411,7 +427,7 @@ def plot_reasoning(rows: list[dict], path) -> None:
                              markersize=7)
         for r in rows if has_mind else []:  # MinD and CoT, single greedy traces: accuracy against tokens
             if r["mixer"] == mixer and r["setting"] == "greedy":
-                marker = {"cot": "x", "mind": "^", "mind-grpo": "*"}[r["method"]]
+                marker = {"cot": "x", "long-cot": "s", "mind": "^", "mind-grpo": "*"}[r["method"]]
                 axes[2].scatter(r["tokens_per_problem"], r["accuracy"], marker=marker, s=90, color=f"C{i}",
                                 label=f"{mixer}: {METHOD_NAMES[r['method']]}")
     axes[0].set(xlabel="paths P / voted traces k", ylabel="exact-match accuracy", title="ParaThinker vs voting: accuracy")

@@ -26,8 +26,13 @@ the divisor divides the constant) and "expand first" (``2(3x+4)=38`` -> ``expand
 Text formats (the completion after :func:`prompt_text`, ``problem.prompt + "\\n"``):
 
 * ``cot``:        ``<think>s1\\ns2\\n...\\nsk</think><answer>A</answer>``
-* ``multi_turn``: ``<think>s1</think><answer>a1</answer><think>s2</think><answer>a2</answer>...`` (MinD:
-  one turn per step, a thinking unit and an intermediate answer; the last turn's answer is A)
+* ``long_cot``:   a reasoning model's chain of thought with its redundancy: the solution, then ``n_checks``
+  re-derivations that check it, in one thinking block:
+  ``<think>s1\n...\nsk\ncheck: s1'\n...\nsk'</think><answer>A</answer>`` (MinD's baseline, an R1-style trace)
+* ``multi_turn``: the same thinking units as MinD's turns, each a thinking unit and the answer it gives to the
+  question: ``<think>s1\n...\nsk</think><answer>A</answer><think>check: s1'\n...</think><answer>A</answer>...``
+  (Zeng et al. 2025: every unit of a reasoning model's trace attempts the whole question, so every turn's answer
+  is a candidate final answer, and later turns verify; stopping after the first turn loses nothing when it is right)
 * ``parallel``:   P paths (ParaThinker), each ``<think>steps in one order</think><answer>A</answer>``,
   then the summary ``<summary>all P paths give A</summary><answer>A</answer>``.
   :func:`parallel_paths` returns the path texts and the summary separately (the model-side layout
@@ -57,7 +62,8 @@ from .base import IGNORE, SequenceTask
 from .text import ByteTokenizer
 
 FAMILIES = ("arithmetic", "modular", "equation")
-FORMATS = ("cot", "multi_turn", "parallel")
+FORMATS = ("cot", "long_cot", "multi_turn", "parallel")
+CHECKS = 2  # re-derivations after the solution in long_cot and multi_turn (check units)
 DEFAULTS = {"arithmetic": (3, 2), "modular": (2, 2), "equation": (2, 1)}  # family -> (steps, digits)
 VOCAB_SIZE = 256
 PAD, EOS = 0, 4
@@ -295,12 +301,26 @@ def parallel_paths(problem: Problem, n_paths: int) -> tuple[list[str], str]:
     return paths, summary
 
 
-def format_trace(problem: Problem, format: str, n_paths: int = 2) -> str:
-    """The completion text of ``problem`` in ``format`` ("cot", "multi_turn", "parallel"; see the module doc)."""
+def thinking_units(problem: Problem, n_checks: int = CHECKS) -> list[str]:
+    """The units of a trace with checks: the canonical solution, then ``n_checks`` re-derivations prefixed
+    ``check: `` (check i follows ``problem.orders[i % len(orders)]``, i from 1: another valid order when the problem
+    has one, else the same steps again). Each unit is its steps joined by newlines."""
+    if not isinstance(n_checks, int) or n_checks < 0:
+        raise ValueError(f"n_checks must be an int >= 0, got {n_checks!r}")
+    orders = problem.orders or [problem.steps]
+    checks = ["check: " + "\n".join(orders[i % len(orders)]) for i in range(1, n_checks + 1)]
+    return ["\n".join(problem.steps)] + checks
+
+
+def format_trace(problem: Problem, format: str, n_paths: int = 2, n_checks: int = CHECKS) -> str:
+    """The completion text of ``problem`` in ``format`` ("cot", "long_cot", "multi_turn", "parallel"; see the
+    module doc); ``n_checks``: the check units of long_cot and multi_turn."""
     if format == "cot":
         return _cot(problem.steps, problem.answer)
+    if format == "long_cot":
+        return f"<think>{chr(10).join(thinking_units(problem, n_checks))}</think><answer>{problem.answer}</answer>"
     if format == "multi_turn":
-        return "".join(f"<think>{s}</think><answer>{a}</answer>" for s, a in zip(problem.steps, problem.states))
+        return "".join(f"<think>{u}</think><answer>{problem.answer}</answer>" for u in thinking_units(problem, n_checks))
     if format == "parallel":
         paths, summary = parallel_paths(problem, n_paths)
         return "".join(f"<path{i + 1}>{p}</path{i + 1}>" for i, p in enumerate(paths)) + summary
@@ -372,8 +392,8 @@ def decode(ids) -> str:
     return _TOKENIZER.decode(out)
 
 
-def sft_task(problems: list[Problem], format: str = "cot", seq_len: int | None = None, n_paths: int = 2
-             ) -> SequenceTask:
+def sft_task(problems: list[Problem], format: str = "cot", seq_len: int | None = None, n_paths: int = 2,
+             n_checks: int = CHECKS) -> SequenceTask:
     """Supervised fine-tuning data: rows ``prompt "\\n" completion EOS PAD...`` as next-token prediction.
 
     inputs (N, seq_len) = sequence[:-1], labels (N, seq_len) = sequence[1:], labels only on the
@@ -381,7 +401,7 @@ def sft_task(problems: list[Problem], format: str = "cot", seq_len: int | None =
     IGNORE elsewhere; EOS is only ever a label (the input there is PAD). Vocabulary 256.
 
     Args:
-        format: "cot", "multi_turn" or "parallel" (with ``n_paths`` paths).
+        format: "cot", "long_cot", "multi_turn" (with ``n_checks`` checks) or "parallel" (``n_paths`` paths).
         seq_len: input length (None: the longest example's); a ValueError when too short.
     """
     if format not in FORMATS:
@@ -389,7 +409,7 @@ def sft_task(problems: list[Problem], format: str = "cot", seq_len: int | None =
     rows = []
     for problem in problems:
         prompt = encode(prompt_text(problem))
-        completion = encode(format_trace(problem, format, n_paths)) + [EOS]
+        completion = encode(format_trace(problem, format, n_paths, n_checks)) + [EOS]
         rows.append((prompt, completion))
     needed = max((len(p) + len(c) - 1 for p, c in rows), default=1)
     if seq_len is None:

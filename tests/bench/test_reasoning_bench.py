@@ -17,7 +17,8 @@ def test_a_tiny_run_reports_every_setting(tmp_path):
     data = json.loads((tmp_path / "results.json").read_text())
     settings = {(r["method"], r["setting"], r["n"]) for r in data["rows"]}
     assert settings == {("cot", "greedy", 1), ("cot", "vote", 2), ("parathinker", "paths", 1),
-                        ("parathinker", "paths", 2), ("mind", "greedy", 1), ("mind-grpo", "greedy", 1)}
+                        ("parathinker", "paths", 2), ("long-cot", "greedy", 1), ("mind", "greedy", 1),
+                        ("mind-grpo", "greedy", 1)}
     assert all(0 <= r["accuracy"] <= 1 and 0 < r["first_answer_tokens"] <= r["tokens_per_problem"]
                for r in data["rows"])
     text = (tmp_path / "results.md").read_text()
@@ -55,8 +56,15 @@ def test_training_rows_of_each_method():
     cfg = ReasoningBenchConfig.quick(n_train=3, train_paths=2)
     cot = training_rows(cfg, "cot")
     assert cot.inputs.shape[0] == 3 and int(cot.segments.abs().sum()) == 0
-    mind = training_rows(cfg, "mind")  # MinD's turns: more than one <answer> per trace
-    assert mind.inputs.shape[0] == 3 and bytes(mind.labels[0][mind.labels[0] > 0].tolist()).count(b"<answer>") > 1
+    cfg = ReasoningBenchConfig.quick(n_train=60, train_paths=2)
+    text = lambda rows, i: bytes(rows.labels[i][rows.labels[i] > 0].tolist())  # noqa: E731
+    mind, long_cot = training_rows(cfg, "mind"), training_rows(cfg, "long-cot")
+    turns = [text(mind, i).count(b"<answer>") for i in range(60)]  # MinD: one answer per unit
+    assert set(turns) == {1, 2, 3}  # the solution and 0-2 checks, drawn per problem
+    # long CoT holds the same units in one thinking block: as many checks, one answer
+    assert [text(long_cot, i).count(b"check: ") for i in range(60)] == [t - 1 for t in turns]
+    assert all(text(long_cot, i).count(b"<answer>") == 1 for i in range(60))
+    cfg = ReasoningBenchConfig.quick(n_train=3, train_paths=2)
     para = training_rows(cfg, "parathinker")
     assert para.inputs.shape[0] == 3 * (2 + 1)  # two path rows and one summary row per problem
     summary_rows = (para.inputs == SUMMARY_START).any(1)
@@ -81,12 +89,13 @@ def test_the_default_token_budgets_fit_every_path_and_summary():
     from recurlab.tasks import reasoning
 
     cfg = ReasoningBenchConfig(n_train=300)
-    longest_path = longest_summary = longest_trace = 0
+    longest_path = longest_summary = longest_trace = longest_checked = 0
     for p in _problems(cfg, "train"):
         paths, summary = reasoning.parallel_paths(p, max(cfg.eval_paths))
         longest_path = max([longest_path] + [len(reasoning.encode(t)) for t in paths])
         longest_summary = max(longest_summary, len(reasoning.encode(summary)))
-        longest_trace = max(longest_trace, *(len(reasoning.encode(reasoning.format_trace(p, f)))
-                                              for f in ("cot", "multi_turn")))
+        longest_trace = max(longest_trace, len(reasoning.encode(reasoning.format_trace(p, "cot"))))
+        longest_checked = max(longest_checked, *(len(reasoning.encode(reasoning.format_trace(p, f)))
+                                                 for f in ("long_cot", "multi_turn")))
     assert longest_path < cfg.max_path_tokens and longest_summary < cfg.max_summary_tokens
-    assert longest_trace < cfg.max_tokens
+    assert longest_trace < cfg.budget("cot") and longest_checked < cfg.budget("mind") == cfg.budget("long-cot")

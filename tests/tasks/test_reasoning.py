@@ -164,8 +164,12 @@ def test_formats_render_the_trace_and_answer():
     p = generate("equation", 1, seed=5, steps=3)[0]
     cot = format_trace(p, "cot")
     assert cot == "<think>" + "\n".join(p.steps) + f"</think><answer>{p.answer}</answer>"
-    turns = re.findall(r"<think>(.*?)</think><answer>(.*?)</answer>", format_trace(p, "multi_turn"))
-    assert turns == list(zip(p.steps, p.states))
+    turns = re.findall(r"<think>(.*?)</think><answer>(.*?)</answer>", format_trace(p, "multi_turn"), re.DOTALL)
+    checks = ["check: " + "\n".join(p.orders[i % len(p.orders)]) for i in (1, 2)]
+    assert turns == [("\n".join(p.steps), p.answer)] + [(c, p.answer) for c in checks]  # every turn answers
+    assert format_trace(p, "long_cot") == ("<think>" + "\n".join(["\n".join(p.steps)] + checks)
+                                           + f"</think><answer>{p.answer}</answer>")
+    assert format_trace(p, "multi_turn", n_checks=0) == cot == format_trace(p, "long_cot", n_checks=0)
     paths, summary = parallel_paths(p, 4)
     assert len(paths) == 4
     for i, path in enumerate(paths):
@@ -173,7 +177,7 @@ def test_formats_render_the_trace_and_answer():
     assert extract_answer(summary) == p.answer
     flat = format_trace(p, "parallel", 4)
     assert flat.startswith("<path1>" + paths[0] + "</path1><path2>") and flat.endswith(summary)
-    for fmt in ("cot", "multi_turn", "parallel"):
+    for fmt in ("cot", "long_cot", "multi_turn", "parallel"):
         assert check_answer(prompt_text(p) + format_trace(p, fmt), p)
 
 
@@ -210,7 +214,7 @@ def test_encode_decode_bytes():
     assert decode([PAD] + ids + [PAD]) == text
 
 
-@pytest.mark.parametrize("fmt", ["cot", "multi_turn", "parallel"])
+@pytest.mark.parametrize("fmt", ["cot", "long_cot", "multi_turn", "parallel"])
 def test_sft_task_labels_only_the_completion(fmt):
     problems = generate("modular", 5, seed=0) + generate("equation", 5, seed=0)
     task = sft_task(problems, fmt, n_paths=3)
