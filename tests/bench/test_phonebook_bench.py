@@ -51,7 +51,7 @@ def test_presets_keep_their_layout_at_the_bench_width():
 
 @pytest.mark.parametrize("overrides, message", [
     ({"presets": ("lm-nothing",)}, "presets must be LM presets"),
-    ({"train_len": 16, "min_train_len": 16}, "fewer than n_queries"),
+    ({"train_len": 16, "min_train_len": 16, "name_len": 3, "number_len": 4}, "fewer than n_queries"),
 ])
 def test_bad_settings_are_named(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -59,7 +59,7 @@ def test_bad_settings_are_named(overrides, message):
 
 
 def test_training_lengths_halve_down_to_the_shortest_and_short_books_ask_fewer_lookups():
-    cfg = PhonebookBenchConfig(train_len=1024, min_train_len=64, n_queries=8)
+    cfg = PhonebookBenchConfig(train_len=1024, min_train_len=64, n_queries=8, name_len=3, number_len=4)
     assert cfg.train_lens == [64, 128, 256, 512, 1024]
     assert cfg.book(64).n_queries == 3 and cfg.book(1024).n_queries == 8  # 7 lines at 64 bytes: 3 lookups, 4 entries
     with pytest.raises(ValueError, match="min_train_len"):
