@@ -13,13 +13,14 @@ phonebook.png (accuracy against context length, one line per preset).
 
 from __future__ import annotations
 
-import math
+from functools import partial
 import time
 from dataclasses import dataclass
 
 import torch
 
 from ..configs import check_fields, param
+from ..train.schedule import warmup_cosine
 from .harness import Benchmark, Context, Finished, Report, settings
 from .report import markdown_table
 
@@ -121,15 +122,10 @@ def train(model, cfg: PhonebookBenchConfig, progress: bool, desc: str):
         task = phonebook(cfg.batch_size * cfg.train_len // length, cfg.book(length), seed=cfg.seed * 1_000_003 + step)
         return task.inputs, task.labels, task.labels  # (*inputs, target): the target only sizes the batch
 
-    def lr_factor(step):
-        warmup = max(1, cfg.train_steps // 20)
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.1 + 0.45 * (1 + math.cos(math.pi * (step - warmup) / max(1, cfg.train_steps - warmup)))
-
+    schedule = partial(warmup_cosine, total=cfg.train_steps, warmup=max(1, cfg.train_steps // 20), min_ratio=0.1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
     return train_steps(_NextTokenLoss(model), optimizer, lambda loss, _: loss, batch, cfg.train_steps,
-                       max(1, cfg.train_steps // 5), lr_factor=lr_factor, grad_clip=1.0, progress=progress,
+                       max(1, cfg.train_steps // 5), lr_factor=schedule, grad_clip=1.0, progress=progress,
                        desc=desc)
 
 

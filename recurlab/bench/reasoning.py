@@ -31,7 +31,7 @@ measured is whether each mechanism, at equal data and architecture, beats the ba
 
 from __future__ import annotations
 
-import math
+from functools import partial
 import random
 import time
 from collections import Counter
@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import torch
 
 from ..configs import check_fields, param
+from ..train.schedule import warmup_cosine
 from .harness import Benchmark, Context, Finished, Report, settings
 from .report import markdown_table
 
@@ -209,15 +210,10 @@ def train(model, rows, cfg: ReasoningBenchConfig, progress: bool, desc: str):
         # (*inputs, target): the loop calls _SFTLoss(inputs, segments, labels); the target only sizes the batch
         return rows.inputs[idx, :width], rows.segments[idx, :width], rows.labels[idx, :width], idx
 
-    def lr_factor(step):
-        warmup = max(1, cfg.train_steps // 20)
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.1 + 0.45 * (1 + math.cos(math.pi * (step - warmup) / max(1, cfg.train_steps - warmup)))
-
+    schedule = partial(warmup_cosine, total=cfg.train_steps, warmup=max(1, cfg.train_steps // 20), min_ratio=0.1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
     return train_steps(_SFTLoss(model), optimizer, lambda loss, _: loss, batch, cfg.train_steps,
-                       max(1, cfg.train_steps // 5), lr_factor=lr_factor, grad_clip=1.0, progress=progress,
+                       max(1, cfg.train_steps // 5), lr_factor=schedule, grad_clip=1.0, progress=progress,
                        desc=desc)
 
 
